@@ -1,0 +1,76 @@
+"""Sensor-availability masks: the one place that knows the bit order.
+
+A mask is an int whose bit ``i`` is set when ``schema.sensors[i]`` is present. Everything that
+turns sensor names into masks and back goes through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from edgemoe.core.errors import ConfigError
+
+Mask = int
+
+
+def full_mask(num_sensors: int) -> Mask:
+    return (1 << num_sensors) - 1
+
+
+def all_masks(num_sensors: int) -> list[Mask]:
+    """Every non-empty mask, 1 .. 2^M - 1, in increasing order."""
+    return list(range(1, full_mask(num_sensors) + 1))
+
+
+def present(mask: Mask, num_sensors: int) -> list[int]:
+    """Indices of present sensors, in bit order."""
+    return [i for i in range(num_sensors) if mask >> i & 1]
+
+
+def mask_from_names(names: Iterable[str], sensor_names: Sequence[str]) -> Mask:
+    mask = 0
+    for name in names:
+        if name not in sensor_names:
+            raise ConfigError(f"unknown sensor '{name}' (schema has {list(sensor_names)})")
+        mask |= 1 << sensor_names.index(name)
+    return mask
+
+
+def mask_names(mask: Mask, sensor_names: Sequence[str]) -> list[str]:
+    return [sensor_names[i] for i in present(mask, len(sensor_names))]
+
+
+def mask_label(mask: Mask, sensor_names: Sequence[str]) -> str:
+    """Human label used in tables and logs: ``camera+imu``."""
+    return "+".join(mask_names(mask, sensor_names)) or "(none)"
+
+
+def parse_mask(text: str, sensor_names: Sequence[str]) -> Mask:
+    """Accept ``camera+imu``, ``0b0101`` or ``5``."""
+    text = text.strip()
+    try:
+        value = int(text, 0)
+    except ValueError:
+        return mask_from_names([t for t in text.replace(",", "+").split("+") if t], sensor_names)
+    if not 0 < value <= full_mask(len(sensor_names)):
+        raise ConfigError(f"mask {text} out of range 1..{full_mask(len(sensor_names))}")
+    return value
+
+
+def masks_to_bits(masks: np.ndarray, num_sensors: int) -> np.ndarray:
+    """[B] int masks -> [B, M] bool presence matrix."""
+    bits = np.arange(num_sensors)
+    return (np.asarray(masks, dtype=np.int64)[:, None] >> bits & 1).astype(bool)
+
+
+def bits_to_masks(bits: np.ndarray) -> np.ndarray:
+    """[B, M] presence matrix -> [B] int masks."""
+    weights = 1 << np.arange(bits.shape[1], dtype=np.int64)
+    return (np.asarray(bits, dtype=np.int64) * weights).sum(axis=1)
+
+
+def iter_named_masks(sensor_names: Sequence[str]) -> Iterator[tuple[Mask, str]]:
+    for mask in all_masks(len(sensor_names)):
+        yield mask, mask_label(mask, sensor_names)

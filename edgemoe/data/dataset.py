@@ -1,0 +1,151 @@
+"""The on-disk dataset format and its loader.
+
+A dataset is a directory with ``train.npz``, ``val.npz`` and ``test.npz``. Each file holds:
+
+- one array per sensor, named exactly as in the model config, shape ``[N, *frame_shape]``,
+  dtype float32;
+- ``label``: ``[N]`` integer class ids in ``0 .. num_classes-1``;
+- optional ``mask``: ``[N, M]`` bool/uint8, column ``i`` = sensor ``i`` of the config was recorded
+  for that sample. Frames of unrecorded cells may hold anything (NaN included); they are zeroed
+  on load and never used. Every sample must have at least one recorded sensor.
+
+Files are plain ``np.savez`` archives, loaded with ``allow_pickle=False``. The loader rejects a
+bad file with an error that names the file, the sensor and what was expected and found.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgemoe.core.errors import DatasetError
+from edgemoe.core.mask import bits_to_masks, full_mask
+from edgemoe.core.schema import ModelConfig
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split in memory. ``mask`` is ``[N]`` int masks of recorded sensors (None = all)."""
+
+    frames: dict[str, np.ndarray]
+    label: np.ndarray
+    mask: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    def recorded(self, num_sensors: int) -> np.ndarray:
+        if self.mask is None:
+            return np.full(len(self), full_mask(num_sensors), np.int64)
+        return self.mask
+
+    def subset(self, index: np.ndarray) -> Split:
+        mask = None if self.mask is None else self.mask[index]
+        return Split({k: v[index] for k, v in self.frames.items()}, self.label[index], mask)
+
+
+def save_split(split: Split, path: Path, sensor_names: tuple[str, ...] | None = None) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a file."""
+    arrays = dict(split.frames)
+    arrays["label"] = split.label.astype(np.int64)
+    if split.mask is not None:
+        names = sensor_names or tuple(split.frames)
+        bits = (split.mask[:, None] >> np.arange(len(names))) & 1
+        arrays["mask"] = bits.astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_split(path: Path, config: ModelConfig) -> Split:
+    """Load and validate one split file against the schema."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found (expected one of {SPLIT_NAMES} .npz)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: not a readable .npz archive ({exc})") from None
+    with archive:
+        keys = set(archive.files)
+        label = _labels(path, archive, keys, config.num_classes)
+        mask = _mask(path, archive, keys, len(label), config) if "mask" in keys else None
+        frames = {s.name: _frame(path, archive, keys, s, len(label), mask, i)
+                  for i, s in enumerate(config.sensors)}
+    extra = keys - {"label", "mask", *config.sensor_names}
+    if extra:
+        raise DatasetError(f"{path}: unknown arrays {sorted(extra)} (schema sensors: "
+                           f"{list(config.sensor_names)}, plus 'label' and optional 'mask')")
+    return Split(frames, label, mask)
+
+
+def load_dataset(directory: Path, config: ModelConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> dict[str, Split]:
+    if not directory.is_dir():
+        raise DatasetError(f"dataset directory not found: {directory}")
+    return {name: load_split(directory / f"{name}.npz", config) for name in splits}
+
+
+def _labels(path: Path, archive: np.lib.npyio.NpzFile, keys: set[str], num_classes: int) -> np.ndarray:
+    if "label" not in keys:
+        raise DatasetError(f"{path}: missing array 'label'")
+    label = archive["label"]
+    if label.ndim != 1 or not np.issubdtype(label.dtype, np.integer):
+        raise DatasetError(f"{path}: 'label' must be a 1-D integer array, found shape "
+                           f"{list(label.shape)} dtype {label.dtype}")
+    if label.size == 0:
+        raise DatasetError(f"{path}: 'label' is empty")
+    bad = np.flatnonzero((label < 0) | (label >= num_classes))
+    if bad.size:
+        raise DatasetError(f"{path}: label {int(label[bad[0]])} at sample {int(bad[0])} out of range "
+                           f"0..{num_classes - 1} ({bad.size} such samples)")
+    return label.astype(np.int64)
+
+
+def _mask(path: Path, archive: np.lib.npyio.NpzFile, keys: set[str], n: int, config: ModelConfig) -> np.ndarray:
+    raw = archive["mask"]
+    m = config.num_sensors
+    if raw.shape != (n, m) or not (raw.dtype == np.bool_ or np.issubdtype(raw.dtype, np.integer)):
+        raise DatasetError(f"{path}: 'mask' expected shape [{n}, {m}] bool/uint8 (columns "
+                           f"{list(config.sensor_names)}), found shape {list(raw.shape)} dtype {raw.dtype}")
+    if not np.isin(raw, (0, 1)).all():
+        raise DatasetError(f"{path}: 'mask' must hold only 0/1")
+    masks = bits_to_masks(raw.astype(bool))
+    empty = np.flatnonzero(masks == 0)
+    if empty.size:
+        raise DatasetError(f"{path}: sample {int(empty[0])} has no recorded sensor in 'mask' "
+                           f"({empty.size} such samples)")
+    return masks
+
+
+def _frame(path: Path, archive: np.lib.npyio.NpzFile, keys: set[str], spec, n: int,
+           mask: np.ndarray | None, bit: int) -> np.ndarray:
+    name = spec.name
+    if name not in keys:
+        raise DatasetError(f"{path}: missing array for sensor '{name}' (expected shape "
+                           f"[{n}, {', '.join(map(str, spec.shape))}] {spec.dtype})")
+    frame = archive[name]
+    want = (n, *spec.shape)
+    if frame.shape != want or frame.dtype != np.dtype(spec.dtype):
+        raise DatasetError(f"{path}: sensor '{name}' expected shape {list(want)} dtype {spec.dtype}, "
+                           f"found shape {list(frame.shape)} dtype {frame.dtype}")
+    recorded = np.ones(n, bool) if mask is None else (mask >> bit & 1).astype(bool)
+    finite = np.isfinite(frame.reshape(n, -1)).all(axis=1)
+    bad = np.flatnonzero(recorded & ~finite)
+    if bad.size:
+        raise DatasetError(f"{path}: sensor '{name}' has NaN/Inf at sample {int(bad[0])} "
+                           f"({bad.size} samples); mark such cells missing in 'mask' instead")
+    if mask is not None:
+        frame = np.where(recorded.reshape(-1, *[1] * len(spec.shape)), frame, 0).astype(np.float32)
+    return frame

@@ -1,0 +1,144 @@
+"""ONNX Runtime backend: one InferenceSession per stage, driven through io-binding.
+
+Input and output buffers are numpy arrays allocated once at the profile maximum. Each distinct
+input-shape signature gets one ``IOBinding`` pointing at the front of those buffers, built the
+first time (warm-up builds the extremes) and reused after, so a steady-state call is one
+``run_with_iobinding`` with no allocation and no rebinding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgemoe.core.engine import TensorSpec, bind_inputs, warmup_shapes
+from edgemoe.core.errors import EngineError
+from edgemoe.engines.target import OrtOptions
+
+_OPT_LEVEL = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
+
+
+def session_options(options: OrtOptions) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = _OPT_LEVEL[options.graph_optimization]
+    so.log_severity_level = 3
+    return so
+
+
+def create_session(name: str, model: Path | bytes, options: OrtOptions) -> ort.InferenceSession:
+    """A session with the requested providers; refuses a silent fallback when asked to."""
+    available = ort.get_available_providers()
+    wanted = [p for p in options.providers if p in available]
+    lacking = [p for p in options.providers if p not in available]
+    if lacking and options.require_providers:
+        raise EngineError(f"stage '{name}': execution provider(s) {lacking} not available "
+                          f"(this onnxruntime has {available}); install onnxruntime-gpu or change the target")
+    try:
+        source = str(model) if isinstance(model, Path) else model
+        session = ort.InferenceSession(source, session_options(options), providers=wanted or ["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception zoo
+        raise EngineError(f"stage '{name}': onnxruntime could not load the graph: {exc}") from exc
+    got = session.get_providers()
+    if options.require_providers and got[0] != options.providers[0]:
+        raise EngineError(f"stage '{name}': asked for {options.providers[0]} but onnxruntime gave {got}")
+    return session
+
+
+class OrtEngine:
+    """One stage on ONNX Runtime behind the engine protocol."""
+
+    def __init__(self, name: str, model: Path | bytes, inputs: Sequence[TensorSpec],
+                 outputs: Sequence[TensorSpec], max_dims: Mapping[str, int],
+                 options: OrtOptions = OrtOptions()) -> None:
+        self.name = name
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.session = create_session(name, model, options)
+        self.providers: list[str] = self.session.get_providers()
+        self._check_signature()
+        self._max_dims = dict(max_dims)
+        self._in = {s.name: np.zeros(s.max_shape(max_dims), s.dtype) for s in self.inputs}
+        self._out = {s.name: np.zeros(s.max_shape(max_dims), s.dtype) for s in self.outputs}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._bindings: dict[tuple[tuple[int, ...], ...], tuple[ort.IOBinding, dict[str, np.ndarray]]] = {}
+        self._ready: dict[str, np.ndarray] = {}
+
+    def _check_signature(self) -> None:
+        graph_in = {i.name: _ORT_TYPES.get(i.type, i.type) for i in self.session.get_inputs()}
+        graph_out = {o.name: _ORT_TYPES.get(o.type, o.type) for o in self.session.get_outputs()}
+        for kind, specs, graph in (("input", self.inputs, graph_in), ("output", self.outputs, graph_out)):
+            want = {s.name: s.dtype for s in specs}
+            if want != graph:
+                raise EngineError(f"stage '{self.name}': graph {kind}s {graph} do not match the manifest {want}")
+
+    def input(self, name: str, shape: Sequence[int]) -> np.ndarray:
+        shape = tuple(shape)
+        self._shapes[name] = shape
+        return _front(self._in[name], shape)
+
+    def launch(self) -> None:
+        key = tuple(self._shapes[s.name] for s in self.inputs if s.name in self._shapes)
+        entry = self._bindings.get(key)
+        if entry is None:
+            entry = self._bind()
+            self._bindings[key] = entry
+        binding, views = entry
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:
+            raise EngineError(f"stage '{self.name}': onnxruntime run failed: {exc}") from exc
+        self._ready = views
+
+    def _bind(self) -> tuple[ort.IOBinding, dict[str, np.ndarray]]:
+        symbols = bind_inputs(self.inputs, self._shapes, self.name)
+        for spec in self.inputs:
+            limit = spec.max_shape(self._max_dims)
+            if any(a > b for a, b in zip(self._shapes[spec.name], limit)):
+                raise EngineError(f"stage '{self.name}' input '{spec.name}': shape "
+                                  f"{list(self._shapes[spec.name])} exceeds the profile maximum {list(limit)}")
+        binding = self.session.io_binding()
+        for spec in self.inputs:
+            buf = _front(self._in[spec.name], self._shapes[spec.name])
+            binding.bind_input(spec.name, "cpu", 0, buf.dtype, buf.shape, buf.ctypes.data)
+        views = {}
+        for spec in self.outputs:
+            buf = _front(self._out[spec.name], spec.resolve(symbols, self.name))
+            binding.bind_output(spec.name, "cpu", 0, buf.dtype, buf.shape, buf.ctypes.data)
+            views[spec.name] = buf
+        return binding, views
+
+    def wait(self) -> Mapping[str, np.ndarray]:
+        return self._ready
+
+    def warmup(self) -> None:
+        for shapes in warmup_shapes(self.inputs, self._max_dims):
+            for name, shape in shapes.items():
+                self.input(name, shape)[...] = 0
+            self.launch()
+            self.wait()
+
+    def close(self) -> None:
+        self._bindings.clear()
+        self._ready = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "onnxruntime", "version": ort.__version__, "providers": self.providers}
+
+
+def _front(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A contiguous view of the first ``prod(shape)`` elements of ``buffer``, reshaped."""
+    return buffer.reshape(-1)[: int(np.prod(shape))].reshape(shape)

@@ -1,0 +1,45 @@
+"""The ONNX Runtime backend: the engine file is the stage's ONNX graph, checked by a test load."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from edgemoe.core.engine import Engine, TensorSpec
+from edgemoe.core.errors import BundleError
+from edgemoe.engines.backend import register
+from edgemoe.engines.onnxruntime import OrtEngine
+from edgemoe.engines.target import TargetProfile
+
+
+@register("onnxruntime")
+class OrtBackend:
+    name = "onnxruntime"
+    engine_suffix = ".onnx"
+
+    def environment(self, target: TargetProfile) -> dict[str, Any]:
+        return {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers()}
+
+    def check_environment(self, recorded: Mapping[str, Any], target: TargetProfile) -> None:
+        wanted = target.onnxruntime.providers
+        lacking = [p for p in wanted if p not in ort.get_available_providers()]
+        if lacking and target.onnxruntime.require_providers:
+            raise BundleError(f"engines were built for providers {list(wanted)} but this onnxruntime "
+                              f"{ort.__version__} lacks {lacking}: install onnxruntime-gpu or rebuild "
+                              "with 'edgemoe build ... --target cpu'")
+
+    def build_stage(self, stage: str, source: Path, precision: str, inputs: tuple[TensorSpec, ...],
+                    outputs: tuple[TensorSpec, ...], max_dims: Mapping[str, int], target: TargetProfile,
+                    out: Path) -> dict[str, Any]:
+        shutil.copyfile(source, out)
+        engine = OrtEngine(stage, out, inputs, outputs, max_dims, target.onnxruntime)
+        engine.warmup()
+        return {"providers": engine.providers}
+
+    def load_stage(self, stage: str, path: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+                   max_dims: Mapping[str, int], target: TargetProfile) -> Engine:
+        return OrtEngine(stage, path, inputs, outputs, max_dims, target.onnxruntime)

@@ -1,0 +1,51 @@
+"""Target profiles: ``engines/<name>.yaml`` says how to build a bundle for one kind of device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgemoe.core.errors import ConfigError
+
+Precision = Literal["auto", "fp32", "fp16", "int8"]
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "engines"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrtOptions(_Strict):
+    """ONNX Runtime session settings. Providers are asked for in order; the build records the
+    ones actually granted, since ONNX Runtime silently falls back to the CPU."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = Field(1, ge=0)
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    require_providers: bool = False  # refuse to build/load when a requested provider is missing
+
+
+class TargetProfile(_Strict):
+    name: str
+    backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+    precision: Precision = "fp32"
+    max_batch: int = Field(8, ge=1)
+    onnxruntime: OrtOptions = OrtOptions()
+
+
+def load_target(name_or_path: str) -> TargetProfile:
+    """``cpu`` -> ``engines/cpu.yaml``; a path is read as is."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise ConfigError(f"target profile '{name_or_path}' not found ({path}); known: {known}")
+    try:
+        return TargetProfile.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as exc:
+        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None

@@ -1,0 +1,97 @@
+"""``edgemoe export``: a checkpoint -> a model bundle (one ONNX per stage + manifest).
+
+Bundle layout::
+
+    manifest.json          schema, stage layout, stages with tensors and sha256, tool versions,
+                           expected accuracy per mask, precision choices (added by calibrate)
+    stages/<stage>.onnx    one single-file graph per stage (fp32; int8/fp16 variants beside it)
+    constants.npz          stored filler tokens per sensor, when the method has any
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgemoe.core.bundle import MODEL_FORMAT, sha256_file, staged_directory, write_manifest
+from edgemoe.core.plan import stage_file_stem
+from edgemoe.export.onnx_stage import EXPORTER, OPSET, export_stage
+from edgemoe.train.checkpoint import Checkpoint
+from edgemoe.train.evaluate import EvalTable
+
+DEFAULT_MAX_BATCH = 8
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for pkg in ("edgemoe", "torch", "onnx", "onnxscript", "onnxsim", "onnxruntime", "numpy"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return versions
+
+
+def expected_accuracy(table: EvalTable) -> dict[str, Any]:
+    """The per-mask accuracy the daemon attaches to each prediction."""
+    return {"split": table.split, "masks": {str(r.mask): r.accuracy for r in table.rows}, "mean": table.mean}
+
+
+def write_bundle(
+    ckpt: Checkpoint,
+    out: Path,
+    table: EvalTable | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    force: bool = False,
+    on_stage: Callable[[str], None] = lambda name: None,
+) -> dict[str, Any]:
+    model = ckpt.model.eval()
+    layout = model.layout()
+    max_dims = layout.max_dims(max_batch)
+    if table is None and "val_table" in ckpt.info:
+        table = EvalTable.from_dict(ckpt.info["val_table"])
+    stages: dict[str, Any] = {}
+    with staged_directory(out, overwrite=force) as tmp:
+        (tmp / "stages").mkdir()
+        for name, stage in model.stage_modules().items():
+            on_stage(name)
+            graph = export_stage(name, stage, max_dims)
+            rel = f"stages/{stage_file_stem(name)}.onnx"
+            onnx.save_model(graph, tmp / rel, save_as_external_data=False)
+            stages[name] = {
+                "inputs": [s.to_dict() for s in stage.inputs],
+                "outputs": [s.to_dict() for s in stage.outputs],
+                "variants": {"fp32": {"file": rel, "sha256": sha256_file(tmp / rel)}},
+                "precision": {"choice": "fp32", "reason": "exported; run 'edgemoe calibrate' for int8/fp16"},
+            }
+        manifest: dict[str, Any] = {
+            "format": MODEL_FORMAT,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": ckpt.config.model_dump(mode="json"),
+            "layout": layout.to_dict(),
+            "max_dims": max_dims,
+            "opset": OPSET,
+            "exporter": EXPORTER,
+            "tools": tool_versions(),
+            "stages": stages,
+            "constants": _write_constants(model.constants(), tmp),
+            "expected_accuracy": expected_accuracy(table) if table else None,
+            "training": {k: ckpt.info[k] for k in ("best_epoch", "seed") if k in ckpt.info},
+        }
+        write_manifest(tmp, manifest)
+    return manifest
+
+
+def _write_constants(constants: dict[str, np.ndarray], directory: Path) -> dict[str, str] | None:
+    if not constants:
+        return None
+    path = directory / "constants.npz"
+    np.savez(path, **{k: v.astype(np.float32) for k, v in constants.items()})
+    return {"file": "constants.npz", "sha256": sha256_file(path)}

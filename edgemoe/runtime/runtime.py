@@ -1,0 +1,111 @@
+"""The per-mask runtime: sensor frames in, class probabilities out, only the needed engines run.
+
+Per frame: validate each sensor's frame (wrong shape/dtype is a caller bug and raises, naming the
+sensor; NaN/Inf is a sensor fault and marks that sensor missing), derive the mask, look up its
+cached plan, execute it. An empty mask yields a :class:`Prediction` with no class and the reason,
+never a made-up class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgemoe.core.errors import FrameError
+from edgemoe.core.executor import PlanExecutor
+from edgemoe.core.mask import Mask, mask_names
+from edgemoe.core.plan import PlanCache
+from edgemoe.runtime.loader import EngineBundle, load_engine_bundle
+
+ABSENT = "absent"
+NON_FINITE = "nan/inf"
+NO_SENSOR = "no sensor available"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One frame's answer. ``probs``/``label`` are None when nothing could be predicted."""
+
+    mask: Mask
+    sensors: tuple[str, ...]
+    probs: np.ndarray | None
+    label: int | None
+    engines: tuple[str, ...]
+    missing: dict[str, str] = field(default_factory=dict)  # sensor -> reason
+    reason: str | None = None
+    expected_accuracy: float | None = None
+    latency_s: float = 0.0
+
+
+class Runtime:
+    """Owns a loaded, warm engine bundle and a plan per mask."""
+
+    def __init__(self, bundle: EngineBundle) -> None:
+        self.bundle = bundle
+        self.config = bundle.config
+        self.plans = PlanCache(bundle.layout)
+        self.executor = PlanExecutor(bundle.layout, bundle.engines, bundle.max_batch, bundle.constants)
+        self._specs = [(i, s.name, s.shape, np.dtype(s.dtype)) for i, s in enumerate(self.config.sensors)]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Runtime:
+        return cls(load_engine_bundle(Path(path)))
+
+    @property
+    def sensor_names(self) -> tuple[str, ...]:
+        return self.config.sensor_names
+
+    def infer(self, frames: Mapping[str, np.ndarray | None]) -> Prediction:
+        """One frame per sensor (shape as in the schema, no batch dim); None or absent = missing."""
+        started = time.perf_counter()
+        batch, missing = self._collect(frames)
+        mask = sum(1 << i for i in batch)
+        if mask == 0:
+            return Prediction(0, (), None, None, (), missing, NO_SENSOR, None, time.perf_counter() - started)
+        result = self.executor.run(self.plans[mask], batch)
+        probs = result.probs[0]
+        return Prediction(
+            mask, tuple(mask_names(mask, self.sensor_names)), probs, int(probs.argmax()), result.stages_run,
+            missing, None, self.bundle.expected_accuracy(mask), time.perf_counter() - started,
+        )
+
+    def infer_batch(self, frames: Mapping[str, np.ndarray], mask: Mask) -> np.ndarray:
+        """``[N, *shape]`` frames of the sensors in ``mask`` -> ``[N, C]`` probs, in chunks of
+        the bundle's max batch. For evaluation and throughput; no NaN screening."""
+        plan = self.plans[mask]
+        n = next(iter(frames.values())).shape[0]
+        out = np.empty((n, self.config.num_classes), np.float32)
+        step = self.bundle.max_batch
+        for lo in range(0, n, step):
+            part = {i: np.ascontiguousarray(frames[self.sensor_names[i]][lo : lo + step], np.float32)
+                    for i in plan.present}
+            out[lo : lo + step] = self.executor.run(plan, part).probs
+        return out
+
+    def _collect(self, frames: Mapping[str, np.ndarray | None]) -> tuple[dict[int, np.ndarray], dict[str, str]]:
+        unknown = set(frames) - set(self.sensor_names)
+        if unknown:
+            raise FrameError(f"unknown sensor(s) {sorted(unknown)}; schema has {list(self.sensor_names)}")
+        batch: dict[int, np.ndarray] = {}
+        missing: dict[str, str] = {}
+        for index, name, shape, dtype in self._specs:
+            frame = frames.get(name)
+            if frame is None:
+                missing[name] = ABSENT
+                continue
+            if not isinstance(frame, np.ndarray) or frame.shape != shape or frame.dtype != dtype:
+                found = (f"shape {list(frame.shape)} dtype {frame.dtype}" if isinstance(frame, np.ndarray)
+                         else type(frame).__name__)
+                raise FrameError(f"sensor '{name}': expected shape {list(shape)} dtype {dtype}, found {found}")
+            if not np.isfinite(frame).all():
+                missing[name] = NON_FINITE
+                continue
+            batch[index] = frame[None]
+        return batch, missing
+
+    def close(self) -> None:
+        self.bundle.close()
