@@ -1,0 +1,59 @@
+"""Every verb of the ``edgemoe`` command, wired end to end on real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgemoe.cli import main
+
+
+def test_data_synth_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "synth", "--out", str(tmp_path / "d"), "--scale", "0.02"]) == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["test.npz", "train.npz", "val.npz"]
+    assert main(["data", "check", str(tmp_path / "d")]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_train_writes_a_checkpoint(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--data", str(dataset_dir), "--out", str(out), "--epochs", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "epoch   1/1" in text and "val mean acc" in text and out.is_file()
+
+
+def test_eval_prints_and_writes_every_mask(checkpoint_path: Path, dataset_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "table.json"
+    assert main(["eval", str(checkpoint_path), "--data", str(dataset_dir), "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert len(table["masks"]) == 15 and {"accuracy", "macro_f1", "auroc"} <= set(table["mean"])
+    assert "camera+scan+imu+odom" in capsys.readouterr().out
+
+
+def test_export_build_infer(checkpoint_path: Path, dataset_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, engines = tmp_path / "bundle", tmp_path / "engines"
+    assert main(["export", str(checkpoint_path), "--out", str(bundle)]) == 0
+    assert main(["build", str(bundle), "--target", "cpu", "--out", str(engines)]) == 0
+    assert main(["infer", str(engines), "--data", str(dataset_dir), "--mask", "camera+imu"]) == 0
+    assert "camera+imu" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", str(tmp_path), "--target", "no-such-device", "--out", str(tmp_path / "e")]) == 2
+    assert "target profile 'no-such-device' not found" in capsys.readouterr().err
+    assert main(["infer", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_runtime_side_never_imports_torch(engines_dir: Path, dataset_dir: Path) -> None:
+    code = (
+        "import sys; from edgemoe.runtime.runtime import Runtime; from edgemoe.cli import main; "
+        f"rc = main(['infer', {str(engines_dir)!r}, '--data', {str(dataset_dir)!r}, '--mask', 'odom']); "
+        "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
