@@ -1,0 +1,74 @@
+"""Training: sensor dropout covers every mask within what was recorded; selection is on validation."""
+
+import numpy as np
+import torch
+
+from edgemoe.core.mask import masks_to_bits
+from edgemoe.core.schema import ModelConfig
+from edgemoe.data.dataset import Split
+from edgemoe.model.gates import GATES, smooth_load, top_k_route
+from edgemoe.model.registry import build_model
+from edgemoe.train.checkpoint import Checkpoint
+from edgemoe.train.evaluate import evaluate_masks
+from edgemoe.train.trainer import sample_masks, to_tensors
+
+
+def test_sampled_masks_are_never_empty_and_stay_within_recorded() -> None:
+    rng = np.random.default_rng(0)
+    recorded = rng.choice([15, 7, 9, 1], size=20000)
+    masks = sample_masks(recorded, dropout=0.5, num_sensors=4, rng=rng)
+    assert (masks > 0).all() and ((masks & ~recorded) == 0).all()
+    full = masks[recorded == 15]
+    assert set(np.unique(full)) == set(range(1, 16)), "dropout must reach every mask"
+    assert 0.45 < (full == 15).mean() < 0.6
+
+
+def test_dropout_zero_keeps_every_sensor() -> None:
+    masks = sample_masks(np.full(100, 15), 0.0, 4, np.random.default_rng(1))
+    assert (masks == 15).all()
+
+
+def test_trained_model_beats_chance_on_every_mask(checkpoint: Checkpoint, dataset: dict[str, Split]) -> None:
+    table = checkpoint.info["val_table"]
+    assert len(table["masks"]) == 15
+    assert min(r["accuracy"] for r in table["masks"]) > 1 / checkpoint.config.num_classes + 0.03
+    assert table["mean"]["accuracy"] > 0.5
+
+
+def test_missing_sensor_frames_do_not_change_the_output(config: ModelConfig, dataset: dict[str, Split]) -> None:
+    model = build_model(config).eval()
+    frames = to_tensors({k: v[:6] for k, v in dataset["val"].frames.items()})
+    present = torch.from_numpy(masks_to_bits(np.full(6, 0b0101), 4))
+    noisy = dict(frames, scan=torch.randn_like(frames["scan"]) * 100)
+    with torch.no_grad():
+        torch.testing.assert_close(model(frames, present).logits, model(noisy, present).logits)
+
+
+def test_gate_families_score_and_route(config: ModelConfig) -> None:
+    tokens = torch.randn(10, 32)
+    for name, gate_cls in GATES.items():
+        scores = gate_cls(32, 4)(tokens)
+        index, weight = top_k_route(scores, 2)
+        assert scores.shape == (10, 4) and index.shape == (10, 2), name
+        torch.testing.assert_close(weight.sum(-1), torch.ones(10))
+        if name != "softmax":
+            assert (scores <= 0).all(), f"{name} scores are negative distances"
+
+
+def test_smooth_load_is_differentiable_and_sums_to_k_tokens() -> None:
+    clean = torch.randn(200, 4, requires_grad=True)
+    scale = torch.full((200, 4), 0.5)
+    noisy = clean.detach() + torch.randn(200, 4) * scale
+    load = smooth_load(clean, noisy, scale, 2)
+    load.sum().backward()
+    assert clean.grad is not None and torch.isfinite(clean.grad).all()
+    assert abs(float(load.detach().sum()) - 400) < 80  # expected routed tokens = T*k, up to the smoothing
+
+
+def test_evaluation_counts_only_samples_that_recorded_the_mask(config: ModelConfig, dataset: dict[str, Split]) -> None:
+    test = dataset["test"]
+    recorded = np.where(np.arange(len(test)) % 2 == 0, 15, 0b0001)
+    split = Split(test.frames, test.label, recorded)
+    table = evaluate_masks(lambda frames, mask: np.full((len(next(iter(frames.values()))), 8), 1 / 8), split, config)
+    sizes = {r.mask: r.n for r in table.rows}
+    assert sizes[1] == len(test) and sizes[15] == (len(test) + 1) // 2
