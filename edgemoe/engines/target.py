@@ -37,10 +37,12 @@ class TargetProfile(_Strict):
 
 
 def load_target(name_or_path: str) -> TargetProfile:
-    """``cpu`` -> ``engines/cpu.yaml``; a path is read as is."""
+    """``cpu`` -> ``engines/cpu.yaml`` (in the working directory, else beside the package);
+    a path with a suffix is read as is."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        candidates = [Path("engines") / f"{name_or_path}.yaml", PROFILE_DIR / f"{name_or_path}.yaml"]
+        path = next((c for c in candidates if c.is_file()), candidates[-1])
     if not path.is_file():
         known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
         raise ConfigError(f"target profile '{name_or_path}' not found ({path}); known: {known}")
