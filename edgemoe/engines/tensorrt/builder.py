@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tensorrt as trt
 
 from edgemoe.core.engine import TensorSpec
@@ -23,7 +22,7 @@ from edgemoe.core.errors import ConfigError, EngineError
 from edgemoe.engines.target import TrtOptions
 from edgemoe.engines.tensorrt.detect import version_tuple
 from edgemoe.engines.tensorrt.log import CapturingLogger
-from edgemoe.engines.tensorrt.manifest import build_failure_hint, dla_placement, parser_errors
+from edgemoe.engines.tensorrt.manifest import build_failure_hint, dla_placement, numpy_dtype_name, parser_errors
 from edgemoe.engines.tensorrt.profiles import (
     ShapeRange, dla_flags, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
 )
@@ -139,6 +138,10 @@ def build_engine(stage: str, source: Path, precision: str, inputs: Sequence[Tens
     }
 
 
+def dims_list(dims: trt.Dims) -> list[int]:
+    return [int(dims[i]) for i in range(len(dims))]
+
+
 def describe_engine(data: bytes, logger: CapturingLogger, dla: bool) -> dict[str, Any]:
     """I/O, scratch size and (for DLA builds) layer placement, read back from the built engine."""
     runtime = trt.Runtime(logger)
@@ -149,8 +152,8 @@ def describe_engine(data: bytes, logger: CapturingLogger, dla: bool) -> dict[str
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         io.append({"name": name, "mode": engine.get_tensor_mode(name).name.lower(),
-                   "dtype": np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name,
-                   "shape": list(engine.get_tensor_shape(name))})
+                   "dtype": numpy_dtype_name(engine.get_tensor_dtype(name).name),
+                   "shape": dims_list(engine.get_tensor_shape(name))})
     memory = engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size
     fields: dict[str, Any] = {"io": io, "device_memory_size": int(memory)}
     if dla:

@@ -112,7 +112,7 @@ class HostBuffer:
         flags = rt.cudaHostAllocMapped if mapped else rt.cudaHostAllocDefault
         self.ptr = int(check(rt.cudaHostAlloc(self.nbytes, flags), f"cudaHostAlloc({self.nbytes}) for {what}"))
         raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
-        self.array: np.ndarray = np.frombuffer(raw, dtype=self.dtype, count=int(np.prod(shape))).reshape(shape)
+        self.array: np.ndarray = np.frombuffer(memoryview(raw).cast("B"), dtype=self.dtype, count=int(np.prod(shape))).reshape(shape)
         self.device_ptr = (int(check(rt.cudaHostGetDevicePointer(self.ptr, 0), f"cudaHostGetDevicePointer for {what}"))
                            if mapped else 0)
 

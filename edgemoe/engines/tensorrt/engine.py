@@ -27,7 +27,7 @@ from edgemoe.engines.target import TrtOptions
 from edgemoe.engines.tensorrt import cuda
 from edgemoe.engines.tensorrt.builder import trt_major
 from edgemoe.engines.tensorrt.log import CapturingLogger
-from edgemoe.engines.tensorrt.manifest import REBUILD, check_io
+from edgemoe.engines.tensorrt.manifest import REBUILD, check_io, numpy_dtype_name
 
 
 class DeviceSession:
@@ -104,7 +104,7 @@ class TrtEngine:
         for i in range(self.engine.num_io_tensors):
             tensor = self.engine.get_tensor_name(i)
             mode = "input" if self.engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT else "output"
-            io[tensor] = (mode, np.dtype(trt.nptype(self.engine.get_tensor_dtype(tensor))).name)
+            io[tensor] = (mode, numpy_dtype_name(self.engine.get_tensor_dtype(tensor).name))
         return io
 
     def _create_context(self) -> trt.IExecutionContext:

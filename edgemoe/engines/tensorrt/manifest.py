@@ -21,6 +21,15 @@ MUST_MATCH = ("tensorrt", "compute_capability", "gpu")
 L4T_RELEASE = Path("/etc/nv_tegra_release")
 
 
+# TensorRT DataType member names -> numpy dtype names (the manifest's spelling).
+TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
+              "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
+
+
+def numpy_dtype_name(trt_dtype_name: str) -> str:
+    return TRT_DTYPES.get(trt_dtype_name, trt_dtype_name.lower())
+
+
 def parse_l4t_release(text: str) -> str | None:
     """``# R36 (release), REVISION: 4.0, GCID: ...`` -> ``"36.4.0"`` (Jetson Linux release)."""
     match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
