@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,10 +55,12 @@ def version_tuple(version: str) -> tuple[int, ...]:
     """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; non-numeric tails are dropped."""
     parts = []
     for part in version.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
+        match = re.match(r"\d+", part)
+        if match is None:
             break
-        parts.append(int(digits))
+        parts.append(int(match.group()))
+        if match.group() != part:  # "35post1", "0rc1": the numeric release ends here
+            break
     return tuple(parts)
 
 
