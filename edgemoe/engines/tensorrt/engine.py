@@ -26,6 +26,7 @@ from edgemoe.core.errors import EngineError
 from edgemoe.engines.target import TrtOptions
 from edgemoe.engines.tensorrt import cuda
 from edgemoe.engines.tensorrt.builder import trt_major
+from edgemoe.engines.tensorrt.detect import version_tuple
 from edgemoe.engines.tensorrt.log import CapturingLogger
 from edgemoe.engines.tensorrt.manifest import REBUILD, check_io, numpy_dtype_name
 
@@ -36,6 +37,8 @@ class DeviceSession:
     def __init__(self, options: TrtOptions) -> None:
         self.logger = CapturingLogger()
         self.runtime = trt.Runtime(self.logger)
+        if options.dla_core is not None and self.runtime.num_DLA_cores > options.dla_core:
+            self.runtime.DLA_core = options.dla_core  # DLA engines run on the core they were built for
         self.facts = cuda.device_facts()
         self.zero_copy = options.zero_copy == "on" or (options.zero_copy == "auto" and self.facts.integrated)
         self.stream = cuda.Stream()
@@ -126,10 +129,10 @@ class TrtEngine:
 
     def use_scratch(self, ptr: int, size: int) -> None:
         """Point this context at the shared scratch (again, when it grew); graphs hold old addresses."""
-        if trt_major() >= 10:
+        if version_tuple(trt.__version__) >= (10, 1):
             self.context.set_device_memory(ptr, size)
-        else:
-            setattr(self.context, "device_memory", ptr)  # 8.6 spelling, absent from the 10.x API
+        else:  # 8.6 and 10.0 spelling (a property), absent from the current API
+            setattr(self.context, "device_memory", ptr)
         if self._graph is not None:
             self._graph.close()
             self._graph = None
