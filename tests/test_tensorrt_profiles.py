@@ -11,7 +11,7 @@ from edgemoe.core.errors import BundleError, ConfigError
 from edgemoe.engines.build import choose_precision
 from edgemoe.engines.target import TrtOptions, load_target
 from edgemoe.engines.tensorrt.profiles import (
-    dla_flags, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
+    dla_flags, dla_skipped, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
 )
 
 MAX = {"batch": 8, "tokens": 128}
@@ -88,6 +88,14 @@ def test_dla_takes_only_static_stages_and_honours_dla_stages() -> None:
     assert dla_flags("encoder[imu]", options) == ("GPU_FALLBACK",)
     assert dla_flags("encoder[imu]", options.model_copy(update={"gpu_fallback": False})) == ()
     assert dla_flags("gate", options) == ()
+
+
+def test_fp32_stages_stay_off_the_dla_and_say_why() -> None:
+    options = TrtOptions(static_stages=("encoder*",), dla_core=0)
+    assert on_dla("encoder[imu]", options, "int8") and not on_dla("encoder[imu]", options, "fp32")
+    assert dla_flags("encoder[imu]", options, "fp32") == ()
+    assert "calibrate" in (dla_skipped("encoder[imu]", options, "fp32") or "")
+    assert dla_skipped("encoder[imu]", options, "fp16") is None and dla_skipped("gate", options, "fp32") is None
 
 
 def test_strongly_typed_builds_set_no_precision_flags() -> None:

@@ -20,6 +20,8 @@ MANIFEST = {
                             "engine_bytes": 3 * 2**20, "device_memory_size": 2**20,
                             "dla": {"dla_layers": ["{ForeignNode[a...b]}"], "gpu_layers": 2,
                                     "fell_back_to_gpu": ["/pool/ReduceMean"]}},
+        "encoder[imu]": {"precision": "fp32", "strongly_typed": True, "static": True, "build_seconds": 0.0,
+                         "engine_bytes": 0, "device_memory_size": 0, "dla": {"skipped": "fp32 has no DLA"}},
         "gate": {"precision": "fp16", "strongly_typed": False, "builder_flags": ["FP16"], "static": False,
                  "build_seconds": 3.0, "engine_bytes": 2**19, "device_memory_size": 2**21},
     },
@@ -32,6 +34,7 @@ def test_the_report_lists_every_stage_with_its_numbers() -> None:
     assert ("| encoder[camera] | int8 | strong | yes | 12.2 | 3.00 | 1.00 | 1 on DLA, 2 on GPU; fell back: "
             "/pool/ReduceMean |") in text
     assert "| gate | fp16 | FP16 | no | 3.0 | 0.50 | 2.00 | - |" in text
+    assert "| encoder[imu] | fp32 | strong | yes | 0.0 | 0.00 | 0.00 | GPU (fp32 has no DLA) |" in text
     assert "Total build time 15.2 s. Scratch memory: largest engine 2.00 MiB (shared), sum 3.00 MiB." in text
 
 

@@ -24,7 +24,7 @@ from edgemoe.engines.tensorrt.detect import version_tuple
 from edgemoe.engines.tensorrt.log import CapturingLogger
 from edgemoe.engines.tensorrt.manifest import build_failure_hint, dla_placement, numpy_dtype_name, parser_errors
 from edgemoe.engines.tensorrt.profiles import (
-    ShapeRange, dla_flags, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
+    ShapeRange, dla_flags, dla_skipped, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
 )
 
 
@@ -69,14 +69,14 @@ def configure(builder: trt.Builder, stage: str, precision: str, ranges: Mapping[
     for name, r in ranges.items():
         profile.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
     config.add_optimization_profile(profile)
-    if on_dla(stage, options):
+    if on_dla(stage, options, precision):
         assert options.dla_core is not None
         if builder.num_DLA_cores <= options.dla_core:
             raise ConfigError(f"key 'tensorrt.dla_core': {options.dla_core} requested for stage '{stage}' but this "
                               f"device has {builder.num_DLA_cores} DLA core(s); set dla_core: null")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
-        names += dla_flags(stage, options)
+        names += dla_flags(stage, options, precision)
     for name in names:
         config.set_flag(_flag(name))
     return config, names
@@ -134,7 +134,8 @@ def build_engine(stage: str, source: Path, precision: str, inputs: Sequence[Tens
         "build_seconds": round(seconds, 3),
         "engine_bytes": len(data),
         "timing_cache": {"file": str(timing_cache) if timing_cache else None, "reused": reused},
-        **describe_engine(data, logger, dla=on_dla(stage, options)),
+        **describe_engine(data, logger, dla=on_dla(stage, options, precision)),
+        **({"dla": {"skipped": skipped}} if (skipped := dla_skipped(stage, options, precision)) else {}),
     }
 
 

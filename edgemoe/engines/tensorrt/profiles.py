@@ -44,11 +44,18 @@ def is_static(stage: str, options: TrtOptions) -> bool:
     return matches(stage, options.static_stages)
 
 
-def on_dla(stage: str, options: TrtOptions) -> bool:
-    """DLA takes only static stages; ``dla_stages`` narrows which (default: every static one)."""
-    if options.dla_core is None or not is_static(stage, options):
+def on_dla(stage: str, options: TrtOptions, precision: str = "fp16") -> bool:
+    """DLA takes only static fp16/int8 stages; ``dla_stages`` narrows which (default: every static one)."""
+    if options.dla_core is None or not is_static(stage, options) or precision == "fp32":
         return False
     return not options.dla_stages or matches(stage, options.dla_stages)
+
+
+def dla_skipped(stage: str, options: TrtOptions, precision: str) -> str | None:
+    """Why a stage the profile sends to the DLA stays on the GPU (the DLA has no fp32)."""
+    if on_dla(stage, options) and not on_dla(stage, options, precision):
+        return f"{precision} has no DLA implementation; calibrate the stage to fp16/int8 to use the DLA"
+    return None
 
 
 def shape_ranges(stage: str, inputs: Sequence[TensorSpec], max_dims: Mapping[str, int],
@@ -115,5 +122,5 @@ def precision_flags(precision: str, trt_major: int, strongly_typed: bool) -> tup
     return {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
 
 
-def dla_flags(stage: str, options: TrtOptions) -> tuple[str, ...]:
-    return ("GPU_FALLBACK",) if on_dla(stage, options) and options.gpu_fallback else ()
+def dla_flags(stage: str, options: TrtOptions, precision: str = "fp16") -> tuple[str, ...]:
+    return ("GPU_FALLBACK",) if on_dla(stage, options, precision) and options.gpu_fallback else ()

@@ -17,6 +17,8 @@ def _dla(entry: Mapping[str, Any]) -> str:
     dla = entry.get("dla")
     if not dla:
         return "-"
+    if dla.get("skipped"):
+        return f"GPU ({dla['skipped']})"
     fell = dla.get("fell_back_to_gpu") or []
     text = f"{len(dla.get('dla_layers', []))} on DLA, {dla.get('gpu_layers', 0)} on GPU"
     return text + (f"; fell back: {', '.join(fell[:5])}{' …' if len(fell) > 5 else ''}" if fell else "")
