@@ -58,14 +58,21 @@ class DeviceSession:
         else:
             engine.use_scratch(self.scratch.ptr, self.scratch.nbytes)
 
+    def open(self) -> None:
+        """Engines loaded after every earlier one was closed get a fresh stream."""
+        if self.stream.raw is None:
+            self.stream = cuda.Stream()
+
     def release(self, engine: TrtEngine) -> None:
+        """The last engine to close frees the scratch memory and the stream."""
         if engine in self._users:
             self._users.remove(engine)
-        if not self._users:
+        if not self._users and self.stream.raw is not None:
             self.stream.synchronize()
             if self.scratch is not None:
                 self.scratch.close()
                 self.scratch = None
+            self.stream.close()
 
 
 class TrtEngine:
@@ -82,6 +89,7 @@ class TrtEngine:
         self._options = options
         self._max_dims = dict(max_dims)
         self._graph: cuda.Graph | None = None
+        session.open()
         engine = session.runtime.deserialize_cuda_engine(blob)
         if engine is None:
             raise EngineError(f"engine '{name}': TensorRT {trt.__version__} could not deserialise it (built by "
@@ -225,6 +233,8 @@ class TrtEngine:
         self._graph = cuda.Graph(stream, enqueue)
 
     def close(self) -> None:
+        if self._session.stream.raw is None:
+            return  # already closed
         self._session.stream.synchronize()
         if self._graph is not None:
             self._graph.close()
