@@ -60,7 +60,7 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
             engines[stage] = {
                 "file": rel, "sha256": sha256_file(tmp / rel), "precision": precision,
                 "source_file": variant["file"], "source_sha256": variant["sha256"],
-                "calibration": variant.get("calibration"),
+                "calibration": variant.get("calibration"), "source_opset": model.get("opset"),
                 "inputs": entry["inputs"], "outputs": entry["outputs"], **extra,
             }
         constants = model.get("constants")

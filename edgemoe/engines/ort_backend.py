@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,13 @@ from edgemoe.core.errors import BundleError
 from edgemoe.engines.backend import register
 from edgemoe.engines.onnxruntime import OrtEngine
 from edgemoe.engines.target import TargetProfile
+
+
+def provider_report(requested: Sequence[str], granted: Sequence[str]) -> dict[str, Any]:
+    """What was asked for and what ONNX Runtime actually gave: its CPU fallback is silent, the
+    manifest (and ``edgemoe build``'s output) is not."""
+    return {"providers": list(granted), "providers_requested": list(requested),
+            "providers_missing": [p for p in requested if p not in granted]}
 
 
 @register("onnxruntime")
@@ -38,7 +45,7 @@ class OrtBackend:
         shutil.copyfile(source, out)
         engine = OrtEngine(stage, out, inputs, outputs, max_dims, target.onnxruntime)
         engine.warmup()
-        return {"providers": engine.providers}
+        return provider_report(target.onnxruntime.providers, engine.providers)
 
     def load_stage(self, stage: str, path: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                    max_dims: Mapping[str, int], target: TargetProfile) -> Engine:

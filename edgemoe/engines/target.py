@@ -28,12 +28,36 @@ class OrtOptions(_Strict):
     require_providers: bool = False  # refuse to build/load when a requested provider is missing
 
 
+class TrtOptions(_Strict):
+    """TensorRT build and run settings (``tensorrt:`` block of a target profile).
+
+    Stage names are matched with shell patterns (``expert[*]`` needs ``expert[[]*]``; use
+    ``expert*``). A *static* stage is built for one shape, the profile maximum, and padded to it at
+    run time: that is what DLA and CUDA-graph capture need. Padding is exact for our stages because
+    every dynamic dim is the leading one and rows are independent (per sample or per token).
+    """
+
+    workspace_mb: int = Field(1024, ge=16)  # builder scratch limit (MemoryPoolType.WORKSPACE)
+    strongly_typed: bool = True  # TensorRT >= 10: types come from the Q/DQ / fp16 ONNX; 8.6 uses flags
+    builder_optimization_level: int = Field(3, ge=0, le=5)
+    opt: dict[str, int] = {}  # optimisation-profile opt size per dim symbol; default: the maximum
+    timing_cache: str | None = "timing.cache"  # beside the engine bundle, reused by later builds
+    static_stages: tuple[str, ...] = ()  # shell patterns of stages built at one (maximum) shape
+    dla_core: int | None = Field(None, ge=0)  # Orin: put static stages on this DLA core
+    dla_stages: tuple[str, ...] = ()  # which static stages go to the DLA (default: all static ones)
+    gpu_fallback: bool = True  # layers the DLA cannot run go to the GPU (and are reported)
+    cuda_graphs: bool = False  # capture static stages into CUDA graphs at warm-up
+    share_scratch: bool = True  # one scratch allocation for all engines (they never run concurrently)
+    zero_copy: Literal["auto", "on", "off"] = "auto"  # mapped pinned memory on integrated GPUs (Jetson)
+
+
 class TargetProfile(_Strict):
     name: str
     backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     precision: Precision = "fp32"
     max_batch: int = Field(8, ge=1)
     onnxruntime: OrtOptions = OrtOptions()
+    tensorrt: TrtOptions = TrtOptions()
 
 
 def load_target(name_or_path: str) -> TargetProfile:

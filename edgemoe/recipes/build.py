@@ -21,5 +21,13 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     manifest = build_engines(args.bundle, target, args.out, args.force,
                              on_stage=lambda s, p: print(f"  build {s} ({p}, {target.backend})"))
+    for stage, entry in manifest["engines"].items():
+        if entry.get("providers_missing"):
+            print(f"  warning: {stage} runs on {entry['providers']}: onnxruntime lacks {entry['providers_missing']} "
+                  "(install onnxruntime-gpu, or set 'require_providers: true' to refuse)")
+        if entry.get("dla"):
+            dla = entry["dla"]
+            print(f"  {stage}: {len(dla['dla_layers'])} layer group(s) on DLA, {dla['gpu_layers']} on GPU, "
+                  f"fell back to GPU: {dla['fell_back_to_gpu'] or 'none'}")
     print(f"wrote {args.out}: {len(manifest['engines'])} engines for target '{target.name}'")
     return 0

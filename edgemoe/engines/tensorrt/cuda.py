@@ -1,0 +1,165 @@
+"""Host-side CUDA through NVIDIA's cuda-python (``cuda.bindings.runtime``), not pycuda.
+
+Small owners of the few things an engine needs: one non-default stream, device buffers, pinned
+host buffers (mapped into the GPU's address space on integrated GPUs such as Jetson, where the
+GPU shares DRAM with the CPU and a copy would be pure waste), and CUDA graphs. Every call's error
+code is checked and turned into an :class:`EngineError` naming the call and what it was for.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgemoe.core.errors import EngineError
+from edgemoe.engines.tensorrt.detect import load_cudart
+
+cudart: Any = None
+
+
+def _rt() -> Any:
+    global cudart
+    if cudart is None:
+        cudart = load_cudart()
+    return cudart
+
+
+def check(result: Any, what: str) -> Any:
+    """cuda-python returns ``(error, *values)``; raise on error, return the value(s)."""
+    rt = _rt()
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != rt.cudaError_t.cudaSuccess:
+        _, text = rt.cudaGetErrorString(err)
+        detail = text.decode() if isinstance(text, bytes) else str(text)
+        raise EngineError(f"CUDA: {what} failed: {getattr(err, 'name', err)} ({detail})")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    name: str
+    compute_capability: str
+    integrated: bool
+    total_memory: int
+    runtime_version: int
+    driver_version: int
+
+
+def device_facts(device: int = 0) -> DeviceFacts:
+    rt = _rt()
+    prop = check(rt.cudaGetDeviceProperties(device), f"cudaGetDeviceProperties({device})")
+    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+    return DeviceFacts(
+        name=name.split("\x00")[0].strip(),
+        compute_capability=f"{prop.major}.{prop.minor}",
+        integrated=bool(prop.integrated),
+        total_memory=int(prop.totalGlobalMem),
+        runtime_version=int(check(rt.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")),
+        driver_version=int(check(rt.cudaDriverGetVersion(), "cudaDriverGetVersion")),
+    )
+
+
+class Stream:
+    """One non-blocking stream: TensorRT's enqueue must not use the legacy default stream."""
+
+    def __init__(self) -> None:
+        rt = _rt()
+        self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+
+    @property
+    def handle(self) -> int:
+        return int(self._stream)
+
+    @property
+    def raw(self) -> Any:
+        return self._stream
+
+    def synchronize(self) -> None:
+        check(_rt().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            check(_rt().cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+            self._stream = None
+
+
+class DeviceBuffer:
+    """``nbytes`` of device memory, allocated once."""
+
+    def __init__(self, nbytes: int, what: str) -> None:
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr = int(check(_rt().cudaMalloc(self.nbytes), f"cudaMalloc({self.nbytes}) for {what}"))
+
+    def close(self) -> None:
+        if self.ptr:
+            check(_rt().cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+
+class HostBuffer:
+    """A pinned host array. ``mapped``: also addressable by the GPU at ``device_ptr`` (zero copy)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any] | str, mapped: bool, what: str) -> None:
+        rt = _rt()
+        self.dtype = np.dtype(dtype)
+        self.nbytes = max(int(np.prod(shape)) * self.dtype.itemsize, 1)
+        flags = rt.cudaHostAllocMapped if mapped else rt.cudaHostAllocDefault
+        self.ptr = int(check(rt.cudaHostAlloc(self.nbytes, flags), f"cudaHostAlloc({self.nbytes}) for {what}"))
+        raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
+        self.array: np.ndarray = np.frombuffer(memoryview(raw).cast("B"), dtype=self.dtype, count=int(np.prod(shape))).reshape(shape)
+        self.device_ptr = (int(check(rt.cudaHostGetDevicePointer(self.ptr, 0), f"cudaHostGetDevicePointer for {what}"))
+                           if mapped else 0)
+
+    def close(self) -> None:
+        if self.ptr:
+            self.array = np.empty(0, self.dtype)
+            check(_rt().cudaFreeHost(self.ptr), "cudaFreeHost")
+            self.ptr = 0
+
+
+def copy_to_device(dst: int, src: int, nbytes: int, stream: Stream) -> None:
+    rt = _rt()
+    check(rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.raw),
+          "cudaMemcpyAsync host->device")
+
+
+def copy_to_host(dst: int, src: int, nbytes: int, stream: Stream) -> None:
+    rt = _rt()
+    check(rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.raw),
+          "cudaMemcpyAsync device->host")
+
+
+class Graph:
+    """A CUDA graph captured from whatever ``enqueue`` puts on ``stream``, replayed by ``launch``.
+
+    A graph is tied to the kernel arguments it was captured with: the tensor shapes and every
+    device address (I/O buffers, scratch memory). Re-capture after any of them change.
+    """
+
+    def __init__(self, stream: Stream, enqueue: Callable[[], None]) -> None:
+        rt = _rt()
+        self._stream = stream
+        check(rt.cudaStreamBeginCapture(stream.raw, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+              "cudaStreamBeginCapture")
+        try:
+            enqueue()
+        finally:
+            graph = check(rt.cudaStreamEndCapture(stream.raw), "cudaStreamEndCapture")
+        self._graph = graph
+        self._exec = check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+
+    def launch(self) -> None:
+        check(_rt().cudaGraphLaunch(self._exec, self._stream.raw), "cudaGraphLaunch")
+
+    def close(self) -> None:
+        rt = _rt()
+        if self._exec is not None:
+            check(rt.cudaGraphExecDestroy(self._exec), "cudaGraphExecDestroy")
+            check(rt.cudaGraphDestroy(self._graph), "cudaGraphDestroy")
+            self._exec = None
