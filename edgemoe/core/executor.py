@@ -201,9 +201,13 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def top_k_softmax(scores: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """Softmax over the chosen scores only: the mixing weights of sparse top-k routing."""
-    picked = np.take_along_axis(scores, chosen, axis=1)
-    picked -= picked.max(axis=1, keepdims=True)
+    """Softmax over the chosen scores only: the mixing weights of sparse top-k routing.
+
+    ``chosen`` holds the top-k indices highest first, so the chosen scores are the k largest in
+    descending order: one sort gives them (equal scores are equal values, whichever index won)."""
+    k = chosen.shape[1]
+    picked = np.sort(scores, axis=1)[:, : -k - 1 : -1]
+    picked = picked - picked[:, :1]
     np.exp(picked, out=picked)
     picked /= picked.sum(axis=1, keepdims=True)
     return picked

@@ -60,7 +60,7 @@ def export_monolithic(model: SparseMoE, max_batch: int = 8, simplify: bool = Tru
     example = tuple(torch.randn(2, *s.shape, generator=gen) for s in config.sensors)
     example += (torch.ones(2, config.num_sensors),)
     batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
-    dynamic = tuple({0: batch} for _ in example)
+    dynamic = tuple({0: batch} for _ in example)  # one entry: forward takes *inputs
     names = [*config.sensor_names, PRESENT]
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
@@ -68,7 +68,7 @@ def export_monolithic(model: SparseMoE, max_batch: int = 8, simplify: bool = Tru
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper, example, dynamo=True, opset_version=OPSET, input_names=names,
-                output_names=["probs"], dynamic_shapes=dynamic, external_data=False, verbose=False,
+                output_names=["probs"], dynamic_shapes=(dynamic,), external_data=False, verbose=False,
             )
     except Exception as exc:  # the exporter raises many types; name what failed
         raise ExportError(f"monolithic model: torch.onnx export failed: {exc}") from exc
