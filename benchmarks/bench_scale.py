@@ -124,7 +124,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sensors", type=int, default=8)
     parser.add_argument("--experts", type=int, default=16)
-    parser.add_argument("--engines", type=Path, default=None, help="reuse built engines of this config")
+    parser.add_argument("--engines", type=Path, default=None,
+                        help="engine bundle of this config: built there if missing, reused if present")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale_8x16.md"))
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
@@ -135,7 +136,13 @@ def main() -> int:
     config = scale_config(args.sensors, args.experts)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        engines = args.engines or build(config, Path(tmp))
+        if args.engines is None:
+            engines = build(config, Path(tmp))
+        elif not (args.engines / "manifest.json").is_file():
+            engines = build(config, args.engines.parent / (args.engines.name + ".work"))
+            (args.engines.parent / (args.engines.name + ".work") / "engines").rename(args.engines)
+        else:
+            engines = args.engines
         built_s = time.perf_counter() - t0
         points, slope, intercept, r2 = memory_per_stage(engines)
         runtime = Runtime.load(engines)

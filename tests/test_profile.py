@@ -243,3 +243,15 @@ def test_jetson_tools_are_recorded_when_present(tmp_path: Path, monkeypatch: pyt
 
         time.sleep(0.4)
     assert sampler.to_dict()["samples"] and "RAM" in sampler.to_dict()["samples"][0]
+
+
+def test_non_finite_frames_still_count_as_missing_after_the_fast_check(engines_dir: Path) -> None:
+    runtime = Runtime.load(engines_dir)
+    frames = {n: v[0] for n, v in random_frames(runtime, 1).items()}
+    for bad in (np.nan, np.inf, -np.inf):
+        imu = frames["imu"].copy()
+        imu[1, 2] = bad
+        pred = runtime.infer({**frames, "imu": imu})
+        assert pred.missing == {"imu": "nan/inf"} and "encoder[imu]" not in pred.engines
+    huge = np.full_like(frames["scan"], 3.0e38)  # finite, and its float32 sum would overflow
+    assert runtime.infer({**frames, "scan": huge}).missing == {}

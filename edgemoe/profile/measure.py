@@ -148,7 +148,7 @@ def _cold_start(path: Path) -> tuple[Runtime, dict[str, float]]:
 def _compiled(runtime: Runtime) -> dict[str, int]:
     """What exists on the hot path: compiled mask programs and engine shape bindings."""
     bindings = sum(getattr(e, "bound_shapes", 0) for e in runtime.bundle.engines.values())
-    return {"programs": runtime.executor.compiled_masks, "bindings": bindings}
+    return {"programs": getattr(runtime.executor, "compiled_masks", -1), "bindings": bindings}
 
 
 class FramePool:

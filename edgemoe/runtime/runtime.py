@@ -10,6 +10,7 @@ never a made-up class.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,8 +52,7 @@ class Runtime:
         self.config = bundle.config
         self.plans = PlanCache(bundle.layout)
         self.executor = PlanExecutor(bundle.layout, bundle.engines, bundle.max_batch, bundle.constants)
-        self._specs = [(i, s.name, s.shape, np.dtype(s.dtype), np.zeros(s.shape, bool))
-                       for i, s in enumerate(self.config.sensors)]
+        self._specs = [(i, s.name, s.shape, np.dtype(s.dtype)) for i, s in enumerate(self.config.sensors)]
         self._known = frozenset(self.sensor_names)
         masks = all_masks(self.config.num_sensors)
         self.executor.prepare(self.plans[m] for m in masks)
@@ -100,7 +100,8 @@ class Runtime:
             raise FrameError(f"unknown sensor(s) {sorted(unknown)}; schema has {list(self.sensor_names)}")
         batch: dict[int, np.ndarray] = {}
         missing: dict[str, str] = {}
-        for index, name, shape, dtype, finite in self._specs:
+        # one float64 sum per frame finds NaN/Inf (they propagate; float32 values cannot overflow it)
+        for index, name, shape, dtype in self._specs:
             frame = frames.get(name)
             if frame is None:
                 missing[name] = ABSENT
@@ -109,7 +110,7 @@ class Runtime:
                 found = (f"shape {list(frame.shape)} dtype {frame.dtype}" if isinstance(frame, np.ndarray)
                          else type(frame).__name__)
                 raise FrameError(f"sensor '{name}': expected shape {list(shape)} dtype {dtype}, found {found}")
-            if not np.isfinite(frame, out=finite).all():
+            if not math.isfinite(np.add.reduce(frame, axis=None, dtype=np.float64)):
                 missing[name] = NON_FINITE
                 continue
             batch[index] = frame[None]
