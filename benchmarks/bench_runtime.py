@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,13 +30,14 @@ from edgemoe.core.engine import TensorSpec  # noqa: E402
 from edgemoe.core.mask import all_masks, full_mask, mask_label, masks_to_bits  # noqa: E402
 from edgemoe.engines.onnxruntime import OrtEngine  # noqa: E402
 from edgemoe.engines.target import OrtOptions  # noqa: E402
-from edgemoe.export.monolithic import PRESENT, export_monolithic  # noqa: E402
+from edgemoe.export.monolithic import PRESENT, export_fused, export_monolithic  # noqa: E402
 from edgemoe.profile.environment import cpu_model  # noqa: E402
 from edgemoe.profile.measure import ProfileSettings, profile_engines  # noqa: E402
+from edgemoe.profile.timing import rss_bytes  # noqa: E402
 from edgemoe.runtime.runtime import Runtime  # noqa: E402
 from edgemoe.train.checkpoint import load_checkpoint  # noqa: E402
 
-VARIANTS = ("runtime", "eager", "monolithic")
+VARIANTS = ("runtime", "eager", "monolithic", "fused")
 
 
 class Monolithic:
@@ -67,6 +67,26 @@ class Monolithic:
             np.copyto(self.engine.input(name, value.shape), value)
         self.engine.launch()
         return self.engine.wait()["probs"]
+
+
+class Fused(Monolithic):
+    """One hot mask's whole forward as one engine (only its sensors as inputs): what a fused
+    hot-mask engine would cost and save. ``rss_mib``/``file_bytes`` are the memory it pays."""
+
+    def __init__(self, model: torch.nn.Module, mask: int, options: OrtOptions) -> None:
+        config = model.config
+        graph = export_fused(model, mask).SerializeToString()
+        self.file_bytes = len(graph)
+        inputs = [TensorSpec(s.name, ("batch", *s.shape)) for i, s in enumerate(config.sensors) if mask >> i & 1]
+        outputs = [TensorSpec("probs", ("batch", config.num_classes))]
+        before = rss_bytes()
+        self.engine = OrtEngine(f"fused[{mask}]", graph, inputs, outputs, {"batch": 1}, options)
+        self.engine.warmup()
+        self.rss_mib = (rss_bytes() - before) / 2**20
+        self.config = config
+
+    def feed(self, frame: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+        return {n: f[None] for n, f in frame.items() if f is not None}
 
 
 def eager_call(model: torch.nn.Module) -> tuple[callable, callable]:
@@ -99,6 +119,8 @@ def measure(args: argparse.Namespace) -> dict:
     mono = Monolithic(model, options)
     feed_eager, run_eager = eager_call(model)
     masks = all_masks(runtime.config.num_sensors)
+    fused_masks = masks if args.fused == "all" else [int(x) for x in args.fused.split(",") if x]
+    fused = {m: Fused(model, m, options) for m in fused_masks}
     rng = np.random.default_rng(0)
     prepared = {}
     for mask in masks:
@@ -108,6 +130,10 @@ def measure(args: argparse.Namespace) -> dict:
             "eager": ([feed_eager(f) for f in frames], run_eager),
             "monolithic": ([mono.feed(f) for f in frames], mono),
         }
+        if mask in fused:
+            prepared[mask]["fused"] = ([fused[mask].feed(f) for f in frames], fused[mask])
+            d = np.array(fused[mask](prepared[mask]["fused"][0][0]))[0]
+            assert np.abs(d - runtime.infer(frames[0]).probs).max() < 1e-4, f"mask {mask}: fused output differs"
         # the three agree on the answer (a benchmark of wrong outputs proves nothing)
         a = runtime.infer(frames[0]).probs
         b = run_eager(prepared[mask]["eager"][0][0]).numpy()[0]
@@ -119,7 +145,7 @@ def measure(args: argparse.Namespace) -> dict:
     clock = time.perf_counter
     for _ in range(args.rounds):
         for mask in masks:
-            for variant in VARIANTS:
+            for variant in prepared[mask]:
                 inputs, call = prepared[mask][variant]
                 for x in inputs[: args.warmup]:
                     call(x)
@@ -134,7 +160,9 @@ def measure(args: argparse.Namespace) -> dict:
     runtime.close()
     profile = profile_engines(args.engines, ProfileSettings(frames=args.profile_frames, rounds=2,
                                                             switch_frames=args.switch_frames, throughput_batches=2))
+    fused_cost = {m: (f.rss_mib, f.file_bytes) for m, f in fused.items()}
     return {"masks": masks, "names": runtime.sensor_names, "samples": samples, "per_round": per_round,
+            "fused": fused_cost,
             "profile": profile, "load": (load_before, load_after), "rounds": args.rounds, "frames": args.frames}
 
 
@@ -146,8 +174,8 @@ def ratio_stats(per_round: dict, mask: int, a: str, b: str) -> tuple[float, floa
 def report(res: dict, args: argparse.Namespace) -> str:
     masks, names, s, pr, prof = res["masks"], res["names"], res["samples"], res["per_round"], res["profile"]
     m = len(names)
-    p = {(k, v): float(np.median(x)) * 1e6 for (k, v), x in s.items()}
-    p99 = {(k, v): float(np.percentile(x, 99)) * 1e6 for (k, v), x in s.items()}
+    p = {(k, v): float(np.median(x)) * 1e6 for (k, v), x in s.items() if x}
+    p99 = {(k, v): float(np.percentile(x, 99)) * 1e6 for (k, v), x in s.items() if x}
     lines = [
         "# Runtime vs PyTorch eager vs one monolithic ONNX Runtime session (batch 1)", "",
         f"Command: `python benchmarks/bench_runtime.py {' '.join(sys.argv[1:])}`", "",
@@ -183,9 +211,22 @@ def report(res: dict, args: argparse.Namespace) -> str:
     full = full_mask(m)
     for gone in range(0, min(3, m)):
         group = [k for k in masks if m - bin(k).count("1") == gone]
-        mean = {v: float(np.mean([p[(k, v)] for k in group])) for v in VARIANTS}
+        mean = {v: float(np.mean([p[(k, v)] for k in group])) for v in ("runtime", "eager", "monolithic")}
         lines.append(f"| {gone} | {len(group)} | {mean['runtime']:.0f} | {mean['eager']:.0f} | {mean['monolithic']:.0f} | "
                      f"{mean['runtime'] / p[(full, 'runtime')]:.2f} | {mean['monolithic'] / p[(full, 'monolithic')]:.2f} |")
+    if res["fused"]:
+        lines += ["", "## Optional: a fused engine per hot mask (one engine call per frame for that mask)", "",
+                  "Each fused engine is that mask's whole forward as one graph (`export_fused`: only its encoders, "
+                  "gate, top-k, every expert densely, head), loaded beside the stage engines. Gain = runtime p50 − fused "
+                  "p50; memory = RSS growth when its session was created and warmed, and its ONNX size.", "",
+                  "| mask | runtime p50 | fused p50 | fused/runtime | gained µs | RSS paid MiB | file KiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for k in sorted(res["fused"], key=lambda k: (-bin(k).count("1"), k)):
+            rf, lo_f, hi_f = ratio_stats(pr, k, "fused", "runtime")
+            rss, size = res["fused"][k]
+            lines.append(f"| {mask_label(k, names)} | {p[(k, 'runtime')]:.0f} | {p[(k, 'fused')]:.0f} | "
+                         f"{rf:.2f} [{lo_f:.2f}–{hi_f:.2f}] | {p[(k, 'runtime')] - p[(k, 'fused')]:.0f} | {rss:.2f} | "
+                         f"{size / 1024:.0f} |")
     sm = prof["summary"]
     lines += [
         "", "## Targets", "",
@@ -198,7 +239,8 @@ def report(res: dict, args: argparse.Namespace) -> str:
         f"{100 * sm['dispatch_fraction_p50_max']:.0f}% ({sm['dispatch_fraction_p50_worst_mask']}) → "
         f"{'met' if sm['dispatch_fraction_p50_max'] <= 0.25 else 'NOT met'}",
         f"- first frame after a mask switch ≤ 1.5× steady p50: p50 ratio {sm['switch_ratio_p50']:.2f}× "
-        f"(p99 {sm['switch_ratio_p99']:.2f}× — the tail is machine noise, see the switch table of the profile) → "
+        f"(p99 {sm['switch_ratio_p99']:.2f}×; for comparison the steady frames of the same patterns have p99/p50 "
+        f"{prof['switch']['all']['steady']['p99'] / prof['switch']['all']['steady']['p50']:.2f}×) → "
         f"{'met' if sm['switch_ratio_p50'] <= 1.5 else 'NOT met'} at the median",
         f"- nothing loaded or compiled after start: programs/bindings created during the profile "
         f"{sm['compiled_after_start']}; cold start {sm['cold_start_s']:.2f} s",
@@ -219,7 +261,8 @@ def plot(res: dict, path: Path) -> None:
     x = np.arange(len(masks))
     fig, ax = plt.subplots(figsize=(9, 3.6))
     for i, v in enumerate(VARIANTS):
-        ax.bar(x + (i - 1) * 0.27, [np.median(res["samples"][(k, v)]) * 1e6 for k in masks], 0.27, label=v)
+        ax.bar(x + (i - 1.5) * 0.2, [np.median(res["samples"][(k, v)]) * 1e6 if res["samples"][(k, v)] else 0
+                                     for k in masks], 0.2, label=v)
     ax.set_xticks(x, [mask_label(k, res["names"]) for k in masks], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("p50 latency, batch 1 (µs)")
     ax.legend(fontsize=8)
@@ -238,10 +281,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--profile-frames", type=int, default=200)
     parser.add_argument("--switch-frames", type=int, default=200)
+    parser.add_argument("--fused", default="all", help="masks that get a fused engine: 'all' or e.g. '15,8'")
     parser.add_argument("--quick", action="store_true", help="a few frames only: proves the script works")
     args = parser.parse_args()
     if args.quick:
         args.frames, args.rounds, args.warmup, args.profile_frames, args.switch_frames = 5, 1, 1, 5, 8
+        args.fused = "8"
     res = measure(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(res, args))
