@@ -218,7 +218,9 @@ def report(res: dict, args: argparse.Namespace) -> str:
         lines += ["", "## Optional: a fused engine per hot mask (one engine call per frame for that mask)", "",
                   "Each fused engine is that mask's whole forward as one graph (`export_fused`: only its encoders, "
                   "gate, top-k, every expert densely, head), loaded beside the stage engines. Gain = runtime p50 − fused "
-                  "p50; memory = RSS growth when its session was created and warmed, and its ONNX size.", "",
+                  "p50; memory = RSS growth when its session was created and warmed (in this process, where PyTorch already "
+                  "holds a large heap, growth below ~0.1 MiB is reused heap and reads as 0), and its ONNX size, which "
+                  "is the weight copy each fused engine adds.", "",
                   "| mask | runtime p50 | fused p50 | fused/runtime | gained µs | RSS paid MiB | file KiB |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for k in sorted(res["fused"], key=lambda k: (-bin(k).count("1"), k)):

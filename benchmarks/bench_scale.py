@@ -136,6 +136,7 @@ def main() -> int:
     config = scale_config(args.sensors, args.experts)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        reused = args.engines is not None and (args.engines / "manifest.json").is_file()
         if args.engines is None:
             engines = build(config, Path(tmp))
         elif not (args.engines / "manifest.json").is_file():
@@ -159,7 +160,8 @@ def main() -> int:
         f"# Scale: {m} sensors, {args.experts} experts ({len(all_masks(m))} masks, {len(points)} stage engines)", "",
         f"Command: `python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`", "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other jobs (1-min load average "
-        f"{os.getloadavg()[0]:.1f} at the end). Untrained weights; engines built in {built_s:.0f} s (export + build).", "",
+        f"{os.getloadavg()[0]:.1f} at the end). Untrained weights; "
+        + (f"engines reused from {engines}." if reused else f"engines built in {built_s:.0f} s (export + build).") + "", "",
         "## Plans for every mask", "",
         f"- `PlanCache` + executor programs for all {len(all_masks(m))} masks: median {np.median(compile_s) * 1e3:.1f} ms, "
         f"max {max(compile_s) * 1e3:.1f} ms over {len(compile_s)} repeats → {'< 1 s: met' if max(compile_s) < 1 else 'NOT met'}",
