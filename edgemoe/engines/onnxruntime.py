@@ -78,7 +78,7 @@ class OrtEngine:
         self._names = tuple(s.name for s in self.inputs)
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._views: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
-        self._bindings: dict[tuple[tuple[int, ...], ...],
+        self._bindings: dict[tuple[tuple[int, ...] | None, ...],
                              tuple[Callable[[], None], dict[str, np.ndarray], ort.IOBinding]] = {}
         self._ready: dict[str, np.ndarray] = {}
 

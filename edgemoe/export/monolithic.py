@@ -104,6 +104,8 @@ def _export(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[st
             )
     except Exception as exc:  # the exporter raises many types; name what failed
         raise ExportError(f"{what}: torch.onnx export failed: {exc}") from exc
+    if program is None:
+        raise ExportError(f"{what}: torch.onnx export returned nothing")
     graph = program.model_proto
     return _simplify(what, graph) if simplify else graph
 

@@ -36,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
+    import numpy as np
     from rich.progress import Progress
 
     from edgemoe.core.bundle import ENGINE_FORMAT, config_of, read_manifest
@@ -54,8 +55,6 @@ def _profile(args: argparse.Namespace) -> int:
             settings = ProfileSettings(masks=masks, frames=args.frames, rounds=args.rounds,
                                        switch_frames=args.switch_frames, data=args.data, seed=args.seed)
             chosen = list(masks or all_masks(len(names)))
-            import numpy as np
-
             patterns = len(switch_patterns(chosen, len(names), np.random.default_rng(0), 2))
             task = bar.add_task(f"profile {path}", total=work_units(len(chosen), settings, patterns))
             runs.append(profile_engines(path, settings, lambda what: bar.update(task, advance=1, description=what)))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgemoe.core.engine import Engine
 from edgemoe.core.mask import all_masks, full_mask, mask_label
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
 from edgemoe.profile.timing import TimedEngine, peak_rss_bytes, percentiles, rss_bytes, timer_overhead_s
@@ -212,7 +213,8 @@ def _stages(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: P
             tick: Tick) -> dict[int, dict[str, Any]]:
     """Per-stage times and dispatch overhead, through timed wrappers of the same engines."""
     timed = {name: TimedEngine(e) for name, e in runtime.bundle.engines.items()}
-    probe = Runtime(dataclasses.replace(runtime.bundle, engines=timed))
+    wrapped: dict[str, Engine] = dict(timed)
+    probe = Runtime(dataclasses.replace(runtime.bundle, engines=wrapped))
     out = {}
     clock = time.perf_counter_ns
     overhead = timer_overhead_s()
