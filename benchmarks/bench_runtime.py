@@ -183,7 +183,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
         f"{res['load'][0][0]:.1f} before, {res['load'][1][0]:.1f} after (1-min). onnxruntime one intra-op thread per "
         "session (engine profile `cpu`); torch.set_num_threads(1). Model: "
         f"{args.checkpoint} ({m} sensors).", "",
-        f"Interleaved: {res['rounds']} rounds × every mask × (runtime, eager, monolithic), {res['frames']} frames per "
+        f"Interleaved: {res['rounds']} rounds × every mask × (runtime, eager, monolithic, fused), {res['frames']} frames per "
         "block. Latency = p50 over all rounds in µs; ratio = median over rounds of the per-round p50 ratio, "
         "[min–max over rounds] is the noise band. The three variants' outputs were checked equal (1e-4) on "
         "every mask before timing.", "",
@@ -209,9 +209,13 @@ def report(res: dict, args: argparse.Namespace) -> str:
               "| sensors missing | masks | runtime | eager | monolithic | runtime / runtime at full mask | "
               "monolithic / monolithic at full mask |", "|---:|---:|---:|---:|---:|---:|---:|"]
     full = full_mask(m)
+    runtime_drop, mono_drop = {}, {}
+    mono_ratios = [ratio_stats(pr, k, "runtime", "monolithic")[0] for k in masks]
     for gone in range(0, min(3, m)):
         group = [k for k in masks if m - bin(k).count("1") == gone]
         mean = {v: float(np.mean([p[(k, v)] for k in group])) for v in ("runtime", "eager", "monolithic")}
+        runtime_drop[gone] = mean["runtime"] / p[(full, "runtime")]
+        mono_drop[gone] = mean["monolithic"] / p[(full, "monolithic")]
         lines.append(f"| {gone} | {len(group)} | {mean['runtime']:.0f} | {mean['eager']:.0f} | {mean['monolithic']:.0f} | "
                      f"{mean['runtime'] / p[(full, 'runtime')]:.2f} | {mean['monolithic'] / p[(full, 'monolithic')]:.2f} |")
     if res["fused"]:
@@ -237,6 +241,10 @@ def report(res: dict, args: argparse.Namespace) -> str:
         if max(verdict_eager) <= 0.5 else
         f"- runtime ≤ 0.5× eager at batch 1, every mask: worst ratio {max(verdict_eager):.2f}, best "
         f"{min(verdict_eager):.2f} → NOT met on {sum(r > 0.5 for r in verdict_eager)} of {len(masks)} masks",
+        f"- runtime vs the monolithic session: {min(mono_ratios):.2f}–{max(mono_ratios):.2f}× its latency "
+        f"({'faster' if max(mono_ratios) < 1 else 'slower' if min(mono_ratios) > 1 else 'mixed'} on every mask); "
+        f"the runtime falls to {runtime_drop[1]:.2f}× / {runtime_drop[2]:.2f}× of its full-mask latency with 1 / 2 sensors "
+        f"missing, the monolithic stays at {mono_drop[1]:.2f}× / {mono_drop[2]:.2f}×",
         f"- dispatch overhead (frame − Σ stage times, profiler) ≤ 25% of frame time: worst mask "
         f"{100 * sm['dispatch_fraction_p50_max']:.0f}% ({sm['dispatch_fraction_p50_worst_mask']}) → "
         f"{'met' if sm['dispatch_fraction_p50_max'] <= 0.25 else 'NOT met'}",

@@ -12,8 +12,9 @@ The hot path is kept close to the sum of the stages' own compute:
   compiled once per mask into a :class:`_Program` (:meth:`PlanExecutor.prepare` does all masks at
   load), so a frame does a dict lookup, not plan interpretation;
 - encoders write their tokens straight into the gate's input buffer (no token copy), and the
-  experts' weighted outputs are scattered into one preallocated ``[T*k, D]`` buffer in one
-  operation per expert; pooling is then two reductions written into the head's input buffer;
+  experts' outputs land, grouped by expert, in one preallocated ``[T*k, D]`` buffer (one slice copy
+  per expert); pooling is then a token sum plus one weighted sum of that buffer, written into the
+  head's input buffer (two dot products for a batch-1 frame);
 - dispatch groups the routed (token, slot) pairs by expert with one stable argsort, instead of one
   scan of the routing table per expert.
 Scratch buffers are sized once for the largest batch and reused for every frame.
@@ -77,9 +78,11 @@ class PlanExecutor:
             if absent:
                 raise EngineError(f"filler 'constant' needs stored tokens for sensors {absent}")
         tokens, k, d = max_batch * layout.num_sensors * layout.tokens_per_sensor, layout.top_k, layout.dim
-        self._contrib = np.zeros((tokens * k, d), np.float32)  # weighted expert outputs per (token, slot)
+        self._contrib = np.zeros((tokens * k, d), np.float32)  # expert outputs, grouped by expert
         self._weights = np.zeros(tokens * k, np.float32)  # confidence mixing weights, grouped order
-        self._rows = np.zeros(tokens * k, np.int64)  # token row of each routed (token, slot)
+        self._rows = np.zeros(tokens * k, np.int64)  # token row of each grouped (token, slot)
+        self._ones = np.ones(tokens, np.float32)  # sums the tokens of a batch-1 frame in one dot
+        self._samples = np.arange(max_batch)[:, None]  # sample index, to split rows per sample
         self._programs: dict[int, _Program] = {}
 
     def prepare(self, plans: Iterable[Plan]) -> None:
@@ -105,11 +108,17 @@ class PlanExecutor:
         self._encode(program, frames, tokens)
         program.gate.launch()
         scores = program.gate.wait()["scores"]
-        ran, counts = self._mix(program, flat, scores, batch)
+        ran, counts, rows, weights = self._mix(program, flat, scores)
         head = program.head
         pooled = head.input("pooled", (batch, d))
-        np.sum(tokens, axis=1, out=pooled)
-        pooled += self._contrib[: n * self.layout.top_k].reshape(batch, -1, d).sum(axis=1)
+        grouped = self._contrib[: rows.size]
+        if batch == 1:  # two dot products: the token sum and the weighted expert outputs
+            np.dot(self._ones[:n], flat, out=pooled[0])
+            pooled[0] += np.dot(weights, grouped)
+        else:  # the same per sample: a [B, routed] weight matrix picks each sample's rows
+            np.sum(tokens, axis=1, out=pooled)
+            pick = (rows // program.tokens == self._samples[:batch]) * weights
+            pooled += pick @ grouped
         pooled *= 1.0 / program.tokens
         head.launch()
         probs = np.array(head.wait()["probs"])
@@ -158,10 +167,11 @@ class PlanExecutor:
         engine.launch()
         tokens[:, lo:hi] = engine.wait()["tokens"]
 
-    def _mix(self, program: _Program, flat: np.ndarray, scores: np.ndarray,
-             batch: int) -> tuple[list[str], np.ndarray]:
-        """Top-k, dispatch to the chosen experts, and each routed output, weighted, into
-        ``self._contrib`` at its (token, slot) position; returns the stages run and counts."""
+    def _mix(self, program: _Program, flat: np.ndarray,
+             scores: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Top-k, dispatch to the chosen experts; their outputs land in ``self._contrib`` grouped
+        by expert (one slice copy each). Returns the stages run, the per-expert token counts, and
+        for every grouped row its token row and mixing weight."""
         layout = self.layout
         k, d = layout.top_k, layout.dim
         chosen = top_k_indices(scores, k)
@@ -170,7 +180,7 @@ class PlanExecutor:
         counts = np.bincount(routed, minlength=layout.num_experts)
         rows = self._rows[: order.size]
         np.floor_divide(order, k, out=rows)
-        contrib = self._contrib[: order.size]
+        grouped = self._contrib[: order.size]
         ran = list(program.front)
         launched: list[tuple[str, Engine, slice]] = []
         lo = 0
@@ -183,16 +193,14 @@ class PlanExecutor:
             launched.append((stage, engine, part))
             lo += count
         confidence = layout.mixing == "confidence"
-        weights = self._weights[: order.size] if confidence else top_k_softmax(scores, chosen).reshape(-1)
+        weights = self._weights[: order.size] if confidence else top_k_softmax(scores, chosen).reshape(-1)[order]
         for stage, engine, part in launched:
             out = engine.wait()
-            where = order[part]
-            contrib[where] = out["delta"]
+            grouped[part] = out["delta"]
             if confidence:
-                weights[where] = out["confidence"][:, 0]
+                weights[part] = out["confidence"][:, 0]
             ran.append(stage)
-        contrib *= weights[:, None]
-        return ran, counts
+        return ran, counts, rows, weights
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
