@@ -4,12 +4,25 @@ This is the model's forward pass as the runtime sees it: encoders of present sen
 missing ones, the gate, top-k and dispatch (here, not inside any graph), only the experts that
 received tokens, masked-mean pooling and the head. The same code drives compiled engines and the
 PyTorch reference (stage modules wrapped in the engine protocol), which is what makes the parity
-tests meaningful. Buffers are sized once for the largest batch and reused for every frame.
+tests meaningful.
+
+The hot path is kept close to the sum of the stages' own compute:
+
+- everything a mask decides (which engines, where each sensor's tokens go, the pool divisor) is
+  compiled once per mask into a :class:`_Program` (:meth:`PlanExecutor.prepare` does all masks at
+  load), so a frame does a dict lookup, not plan interpretation;
+- encoders write their tokens straight into the gate's input buffer (no token copy), and the
+  experts' outputs land, grouped by expert, in one preallocated ``[T*k, D]`` buffer (one slice copy
+  per expert); pooling is then a token sum plus one weighted sum of that buffer, written into the
+  head's input buffer (two dot products for a batch-1 frame);
+- dispatch groups the routed (token, slot) pairs by expert with one stable argsort, instead of one
+  scan of the routing table per expert.
+Scratch buffers are sized once for the largest batch and reused for every frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +39,21 @@ class ExecutionResult:
     probs: np.ndarray
     stages_run: tuple[str, ...]
     expert_tokens: np.ndarray  # [num_experts] tokens routed to each expert in this call
+
+
+@dataclass(frozen=True)
+class _Program:
+    """One mask's plan resolved against the loaded engines: no name lookups left per frame."""
+
+    encoders: tuple[tuple[int, Engine, int, int], ...]  # (sensor, engine, first token, end token)
+    constants: tuple[tuple[np.ndarray, int, int], ...]  # (stored tokens [S, D], first, end)
+    imputers: tuple[tuple[str, Engine, int, int], ...]  # (stage, engine, first, end)
+    context: tuple[tuple[int, int], ...]  # token ranges of present sensors, the imputers' context
+    gate: Engine
+    experts: tuple[tuple[str, Engine], ...]
+    head: Engine
+    tokens: int  # tokens per sample
+    front: tuple[str, ...]  # stages that always run before the experts, in order
 
 
 class PlanExecutor:
@@ -49,91 +77,130 @@ class PlanExecutor:
             absent = [s for s in layout.sensors if s not in self.constants]
             if absent:
                 raise EngineError(f"filler 'constant' needs stored tokens for sensors {absent}")
-        s, d = layout.tokens_per_sensor, layout.dim
-        self._tokens = np.zeros((max_batch, layout.num_sensors * s, d), np.float32)
-        self._mixed = np.zeros((max_batch * layout.num_sensors * s, d), np.float32)
+        tokens, k, d = max_batch * layout.num_sensors * layout.tokens_per_sensor, layout.top_k, layout.dim
+        self._contrib = np.zeros((tokens * k, d), np.float32)  # expert outputs, grouped by expert
+        self._weights = np.zeros(tokens * k, np.float32)  # confidence mixing weights, grouped order
+        self._rows = np.zeros(tokens * k, np.int64)  # token row of each grouped (token, slot)
+        self._ones = np.ones(tokens, np.float32)  # sums the tokens of a batch-1 frame in one dot
+        self._samples = np.arange(max_batch)[:, None]  # sample index, to split rows per sample
+        self._programs: dict[int, _Program] = {}
+
+    def prepare(self, plans: Iterable[Plan]) -> None:
+        """Compile every given plan now, so no frame ever pays for it (the runtime passes all)."""
+        for plan in plans:
+            self._program(plan)
+
+    @property
+    def compiled_masks(self) -> int:
+        """How many masks have a compiled program (all of them once the runtime has loaded)."""
+        return len(self._programs)
 
     def run(self, plan: Plan, frames: Mapping[int, np.ndarray]) -> ExecutionResult:
         """``frames`` maps each present sensor index to a ``[B, *shape]`` float32 array."""
         batch = next(iter(frames.values())).shape[0] if frames else 0
         if not 0 < batch <= self.max_batch:
             raise EngineError(f"batch {batch} outside 1..{self.max_batch} (max_batch at load)")
-        ran: list[str] = []
-        tokens = self._encode(plan, frames, batch, ran)
-        flat = tokens.reshape(batch * tokens.shape[1], self.layout.dim)
-        mixed, counts = self._mix(plan, flat, ran)
-        pooled = mixed.reshape(batch, -1, self.layout.dim).mean(axis=1)
-        head = self.engines[plan.head]
-        np.copyto(head.input("pooled", pooled.shape), pooled)
+        program = self._programs.get(plan.mask) or self._program(plan)
+        d = self.layout.dim
+        n = batch * program.tokens
+        flat = program.gate.input("tokens", (n, d))
+        tokens = flat.reshape(batch, program.tokens, d)
+        self._encode(program, frames, tokens)
+        program.gate.launch()
+        scores = program.gate.wait()["scores"]
+        ran, counts, rows, weights = self._mix(program, flat, scores)
+        head = program.head
+        pooled = head.input("pooled", (batch, d))
+        grouped = self._contrib[: rows.size]
+        if batch == 1:  # two dot products: the token sum and the weighted expert outputs
+            np.dot(self._ones[:n], flat, out=pooled[0])
+            pooled[0] += np.dot(weights, grouped)
+        else:  # the same per sample: a [B, routed] weight matrix picks each sample's rows
+            np.sum(tokens, axis=1, out=pooled)
+            pick = (rows // program.tokens == self._samples[:batch]) * weights
+            pooled += pick @ grouped
+        pooled *= 1.0 / program.tokens
         head.launch()
         probs = np.array(head.wait()["probs"])
         ran.append(plan.head)
         return ExecutionResult(probs, tuple(ran), counts)
 
-    def _encode(
-        self, plan: Plan, frames: Mapping[int, np.ndarray], batch: int, ran: list[str]
-    ) -> np.ndarray:
-        s = self.layout.tokens_per_sensor
-        tokens = self._tokens[:batch, : plan.tokens_per_sample * s]
-        slot = {sensor: i for i, sensor in enumerate(plan.token_sensors)}
-        for sensor, stage in zip(plan.present, plan.encoders):
-            engine = self.engines[stage]
-            np.copyto(engine.input("frame", frames[sensor].shape), frames[sensor])
-            engine.launch()
-        for sensor, stage in zip(plan.present, plan.encoders):
-            k = slot[sensor]
-            tokens[:, k * s : (k + 1) * s] = self.engines[stage].wait()["tokens"]
-            ran.append(stage)
-        for sensor, how in plan.fillers:
-            k = slot[sensor]
-            if how == "constant":
-                tokens[:, k * s : (k + 1) * s] = self.constants[self.layout.sensors[sensor]]
-            else:
-                self._impute(how, tokens, plan, slot, k, ran)
-        return tokens
+    def _program(self, plan: Plan) -> _Program:
+        layout, e = self.layout, self.engines
+        s = layout.tokens_per_sensor
+        first = {sensor: i * s for i, sensor in enumerate(plan.token_sensors)}
+        encoders = tuple((i, e[st], first[i], first[i] + s) for i, st in zip(plan.present, plan.encoders))
+        constants = tuple((self.constants[layout.sensors[i]], first[i], first[i] + s)
+                          for i, how in plan.fillers if how == "constant")
+        imputers = tuple((how, e[how], first[i], first[i] + s) for i, how in plan.fillers if how != "constant")
+        program = _Program(
+            encoders, constants, imputers, tuple((first[i], first[i] + s) for i in plan.present),
+            e[plan.gate], tuple((st, e[st]) for st in plan.experts), e[plan.head],
+            plan.tokens_per_sample * s, (*plan.encoders, *(st for st, *_ in imputers), plan.gate),
+        )
+        self._programs[plan.mask] = program
+        return program
 
-    def _impute(
-        self, stage: str, tokens: np.ndarray, plan: Plan, slot: dict[int, int], k: int, ran: list[str]
-    ) -> None:
+    def _encode(self, program: _Program, frames: Mapping[int, np.ndarray], tokens: np.ndarray) -> None:
+        """Encoders write into the gate's input buffer ``tokens`` ``[B, T, D]``; fillers after."""
+        for sensor, engine, _, _ in program.encoders:
+            frame = frames[sensor]
+            np.copyto(engine.input("frame", frame.shape), frame)
+            engine.launch()
+        for _, engine, lo, hi in program.encoders:
+            tokens[:, lo:hi] = engine.wait()["tokens"]
+        for stored, lo, hi in program.constants:
+            tokens[:, lo:hi] = stored
+        for _, engine, lo, hi in program.imputers:
+            self._impute(engine, tokens, program.context, lo, hi)
+
+    @staticmethod
+    def _impute(engine: Engine, tokens: np.ndarray, context: tuple[tuple[int, int], ...], lo: int, hi: int) -> None:
         """An imputer refines its missing sensor's tokens from the present sensors' tokens."""
-        s = self.layout.tokens_per_sensor
-        context = np.concatenate([tokens[:, slot[i] * s : (slot[i] + 1) * s] for i in plan.present], 1)
-        engine = self.engines[stage]
-        np.copyto(engine.input("context", context.shape), context)
+        batch, d = tokens.shape[0], tokens.shape[2]
+        size = sum(b - a for a, b in context)
+        buf = engine.input("context", (batch, size, d))
+        at = 0
+        for a, b in context:
+            buf[:, at : at + b - a] = tokens[:, a:b]
+            at += b - a
         engine.launch()
-        tokens[:, k * s : (k + 1) * s] = engine.wait()["tokens"]
-        ran.append(stage)
+        tokens[:, lo:hi] = engine.wait()["tokens"]
 
-    def _mix(self, plan: Plan, flat: np.ndarray, ran: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Gate, top-k, dispatch to the chosen experts, weighted residual sum."""
+    def _mix(self, program: _Program, flat: np.ndarray,
+             scores: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Top-k, dispatch to the chosen experts; their outputs land in ``self._contrib`` grouped
+        by expert (one slice copy each). Returns the stages run, the per-expert token counts, and
+        for every grouped row its token row and mixing weight."""
         layout = self.layout
-        gate = self.engines[plan.gate]
-        np.copyto(gate.input("tokens", flat.shape), flat)
-        gate.launch()
-        scores = gate.wait()["scores"]
-        ran.append(plan.gate)
-        chosen = top_k_indices(scores, layout.top_k)
-        weights = top_k_softmax(scores, chosen)
-        mixed = self._mixed[: flat.shape[0]]
-        np.copyto(mixed, flat)
-        counts = np.zeros(layout.num_experts, np.int64)
-        routed: list[tuple[str, np.ndarray, np.ndarray]] = []
-        for e, stage in enumerate(plan.experts):
-            rows, slots = np.nonzero(chosen == e)
-            counts[e] = rows.size
-            if rows.size == 0:
+        k, d = layout.top_k, layout.dim
+        chosen = top_k_indices(scores, k)
+        routed = chosen.reshape(-1)
+        order = np.argsort(routed, kind="stable")  # (token, slot) positions grouped by expert
+        counts = np.bincount(routed, minlength=layout.num_experts)
+        rows = self._rows[: order.size]
+        np.floor_divide(order, k, out=rows)
+        grouped = self._contrib[: order.size]
+        ran = list(program.front)
+        launched: list[tuple[str, Engine, slice]] = []
+        lo = 0
+        for (stage, engine), count in zip(program.experts, counts.tolist()):
+            if count == 0:
                 continue
-            engine = self.engines[stage]
-            np.take(flat, rows, axis=0, out=engine.input("tokens", (rows.size, layout.dim)))
+            part = slice(lo, lo + count)
+            np.take(flat, rows[part], axis=0, out=engine.input("tokens", (count, d)))
             engine.launch()
-            routed.append((stage, rows, weights[rows, slots]))
-        for stage, rows, w in routed:
-            out = self.engines[stage].wait()
-            if layout.mixing == "confidence":
-                w = out["confidence"][:, 0]
-            mixed[rows] += w[:, None] * out["delta"]
+            launched.append((stage, engine, part))
+            lo += count
+        confidence = layout.mixing == "confidence"
+        weights = self._weights[: order.size] if confidence else top_k_softmax(scores, chosen).reshape(-1)[order]
+        for stage, engine, part in launched:
+            out = engine.wait()
+            grouped[part] = out["delta"]
+            if confidence:
+                weights[part] = out["confidence"][:, 0]
             ran.append(stage)
-        return mixed, counts
+        return ran, counts, rows, weights
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -142,7 +209,13 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def top_k_softmax(scores: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """Softmax over the chosen scores only: the mixing weights of sparse top-k routing."""
-    picked = np.take_along_axis(scores, chosen, axis=1)
-    picked = np.exp(picked - picked.max(axis=1, keepdims=True))
-    return picked / picked.sum(axis=1, keepdims=True)
+    """Softmax over the chosen scores only: the mixing weights of sparse top-k routing.
+
+    ``chosen`` holds the top-k indices highest first, so the chosen scores are the k largest in
+    descending order: one sort gives them (equal scores are equal values, whichever index won)."""
+    k = chosen.shape[1]
+    picked = np.sort(scores, axis=1)[:, : -k - 1 : -1]
+    picked = picked - picked[:, :1]
+    np.exp(picked, out=picked)
+    picked /= picked.sum(axis=1, keepdims=True)
+    return picked
