@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
         log("sensitivity per stage on split '%s' (ONNX Runtime, fusions off)" % recipe.validation_split)
         val = splits[recipe.validation_split]
 
-        def score(assignment: dict[str, str]) -> EvalTable:
+        def score(assignment: Mapping[str, str]) -> EvalTable:
             return evaluate_masks(variants.predictor(assignment), val, config, recipe.validation_split)
 
         auto = choose_precisions(layout.stage_names(), score, recipe.budgets, log)
