@@ -22,15 +22,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgemoe.calibrate.collect import collect_routing_aware  # noqa: E402
-from edgemoe.calibrate.pipeline import calibrate_bundle  # noqa: E402
-from edgemoe.calibrate.recipe import load_recipe  # noqa: E402
-from edgemoe.calibrate.variants import VariantEngines  # noqa: E402
-from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest  # noqa: E402
-from edgemoe.core.engine import run_engine  # noqa: E402
-from edgemoe.core.mask import mask_label  # noqa: E402
-from edgemoe.data.dataset import load_dataset  # noqa: E402
-from edgemoe.train.evaluate import EvalTable, evaluate_masks  # noqa: E402
+from edgemoe.calibrate.collect import collect_routing_aware
+from edgemoe.calibrate.pipeline import calibrate_bundle
+from edgemoe.calibrate.recipe import load_recipe
+from edgemoe.calibrate.variants import VariantEngines
+from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest
+from edgemoe.core.engine import run_engine
+from edgemoe.core.mask import mask_label
+from edgemoe.data.dataset import load_dataset
+from edgemoe.train.evaluate import EvalTable, evaluate_masks
 
 
 def naive_copy(bundle: Path, data: Path, recipe: str | None, out: Path) -> Path:

@@ -21,7 +21,7 @@ from edgemoe.calibrate.recipe import CalibrationRecipe, load_recipe
 from edgemoe.calibrate.sets import CalibrationError, content_sha256, load_sets, save_sets
 from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.cli import main
-from edgemoe.core.bundle import MODEL_FORMAT, read_manifest, sha256_file
+from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest, sha256_file
 from edgemoe.core.engine import run_engine
 from edgemoe.core.executor import top_k_indices
 from edgemoe.core.plan import expert_stage
@@ -55,7 +55,7 @@ def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
 
 # -- the calibrated bundle ---------------------------------------------------------------------
 def test_every_stage_gains_validated_int8_and_fp16_variants(calibrated: tuple[Path, CalibrationResult]) -> None:
-    bundle, result = calibrated
+    bundle, _ = calibrated
     manifest = read_manifest(bundle, MODEL_FORMAT)
     for stage, entry in manifest["stages"].items():
         assert set(entry["variants"]) == {"fp32", "int8", "fp16"}, stage
@@ -112,8 +112,7 @@ def test_fp16_variant_keeps_float32_io_and_sensitive_nodes(calibrated: tuple[Pat
 def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(
         calibrated: tuple[Path, CalibrationResult], dataset_dir: Path, tmp_path: Path) -> None:
     bundle, result = calibrated
-    split = load_dataset(dataset_dir, result.manifest and __import__("edgemoe.core.bundle", fromlist=["x"]).config_of(
-        result.manifest, "bundle"), ("test",))["test"]
+    split = load_dataset(dataset_dir, config_of(result.manifest, "bundle"), ("test",))["test"]
     for precision in ("int8", "fp16", "auto"):
         target = load_target("cpu").model_copy(update={"precision": precision})
         manifest = build_engines(bundle, target, tmp_path / precision)
@@ -187,7 +186,7 @@ def test_a_rare_expert_keeps_the_collection_drawing(bundle_dir: Path, dataset_di
                                                     recipe: CalibrationRecipe) -> None:
     manifest = read_manifest(bundle_dir, MODEL_FORMAT)
     variants = VariantEngines(bundle_dir, manifest, 64)
-    train = load_dataset(dataset_dir, variants_config(manifest), ("train",))["train"]
+    train = load_dataset(dataset_dir, config_of(manifest, "bundle"), ("train",))["train"]
     first = recipe.with_overrides({"draw_frames": 64, "min_tokens_per_expert": 1, "samples_per_stage": 8})
     _, one = collect_routing_aware(variants, train, first)
     rarest = min(one.routed_tokens.values())
@@ -198,11 +197,6 @@ def test_a_rare_expert_keeps_the_collection_drawing(bundle_dir: Path, dataset_di
     impossible = recipe.with_overrides({"draw_frames": 64, "max_frames": 64, "min_tokens_per_expert": 10**6})
     with pytest.raises(CalibrationError, match=r"(?s)stage .expert\[\d\]..*max_frames"):
         collect_routing_aware(variants, train, impossible)
-
-
-def variants_config(manifest: dict):  # noqa: ANN201 - tiny helper
-    from edgemoe.core.bundle import config_of
-    return config_of(manifest, "bundle")
 
 
 # -- bad calibration sets: clear errors, nothing half-written ----------------------------------

@@ -168,7 +168,7 @@ def _rows(records: list[dict[str, np.ndarray]]) -> int:
 
 
 def _set_rows(stage_set: Mapping[str, np.ndarray]) -> int:
-    return int(len(next(iter(stage_set.values())))) if stage_set else 0
+    return len(next(iter(stage_set.values()))) if stage_set else 0
 
 
 def _subsample(records: list[dict[str, np.ndarray]], limit: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 
 from edgemoe.calibrate.qdq import QDQSummary, validate_qdq
 from edgemoe.calibrate.sets import CalibrationError

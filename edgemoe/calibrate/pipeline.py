@@ -19,10 +19,22 @@ from edgemoe.calibrate.fp16 import convert_stage
 from edgemoe.calibrate.int8 import quantization_record, quantize_stage
 from edgemoe.calibrate.precision import AutoPrecision, choose_precisions
 from edgemoe.calibrate.recipe import CalibrationRecipe
-from edgemoe.calibrate.sets import CalibrationSets, check_stage_set, content_sha256, save_sets, sets_sha256
+from edgemoe.calibrate.sets import (
+    CalibrationSets,
+    check_stage_set,
+    content_sha256,
+    save_sets,
+)
 from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.core.bundle import (
-    MODEL_FORMAT, config_of, layout_of, read_manifest, sha256_file, staged_directory, verify_file, write_manifest,
+    MODEL_FORMAT,
+    config_of,
+    layout_of,
+    read_manifest,
+    sha256_file,
+    staged_directory,
+    verify_file,
+    write_manifest,
 )
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.plan import stage_file_stem
@@ -67,7 +79,7 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
         log(f"calibration sets {digest[:12]}… -> {sets_file}")
         for stage in layout.stage_names():
             _write_variants(tmp, manifest["stages"][stage], stage, sets[stage], recipe, config.model.gate, log)
-        log("sensitivity per stage on split '%s' (ONNX Runtime, fusions off)" % recipe.validation_split)
+        log(f"sensitivity per stage on split '{recipe.validation_split}' (ONNX Runtime, fusions off)")
         val = splits[recipe.validation_split]
 
         def score(assignment: Mapping[str, str]) -> EvalTable:
@@ -92,7 +104,7 @@ def _write_variants(directory: Path, entry: dict[str, Any], stage: str, stage_se
     int8_rel, fp16_rel = f"stages/{stem}.int8.onnx", f"stages/{stem}.fp16.onnx"
     summary = quantize_stage(stage, source, stage_set, directory / int8_rel, recipe.activation_calibration)
     fp16 = convert_stage(stage, source, directory / fp16_rel, gate_family)
-    rows = int(len(next(iter(stage_set.values()))))
+    rows = len(next(iter(stage_set.values())))
     entry["variants"]["int8"] = {
         "file": int8_rel, "sha256": sha256_file(directory / int8_rel),
         "calibration": {"method": recipe.method, "set_sha256": content_sha256(stage_set), "samples": rows,
