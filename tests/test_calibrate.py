@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from edgemoe.calibrate.collect import collect_routing_aware, draw_masks
 from edgemoe.calibrate.int8 import EXTRA_OPTIONS, StageSetReader
 from edgemoe.calibrate.pipeline import CalibrationResult, calibrate_bundle
 from edgemoe.calibrate.qdq import QDQError, validate_qdq
-from edgemoe.calibrate.recipe import CalibrationRecipe, load_recipe
+from edgemoe.calibrate.precision import choose_precisions
+from edgemoe.calibrate.recipe import Budgets, CalibrationRecipe, load_recipe
 from edgemoe.calibrate.sets import CalibrationError, content_sha256, load_sets, save_sets
 from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.cli import main
@@ -29,6 +31,7 @@ from edgemoe.data.dataset import load_dataset
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import load_target
 from edgemoe.runtime.runtime import Runtime
+from edgemoe.train.evaluate import EvalTable, MaskScore
 
 SMALL = dict(samples_per_stage=128, min_samples=32, min_tokens_per_expert=64, draw_frames=256,
              max_frames=4096, batch=64)
@@ -237,3 +240,28 @@ def test_cli_reports_a_bad_set_file_by_stage(bundle_dir: Path, dataset_dir: Path
     assert "stage 'encoder[imu]' input 'frame'" in capsys.readouterr().err
     assert (bundle / "manifest.json").read_text() == manifest_before
     assert json.loads(manifest_before)["stages"]["gate"]["precision"]["choice"] == "fp32"
+
+
+# -- the precision choice ----------------------------------------------------------------------
+def _table(accuracies: dict[int, float]) -> EvalTable:
+    return EvalTable("val", [MaskScore(m, [], 100, a, a, a) for m, a in accuracies.items()])
+
+
+def test_precision_choice_follows_budgets_and_demotes_when_the_combination_is_over() -> None:
+    # accuracy lost (fraction) per stage and precision; the combination costs the sum.
+    loss = {("a", "int8"): 0.001, ("b", "int8"): 0.02, ("b", "fp16"): 0.0005,
+            ("c", "int8"): 0.02, ("c", "fp16"): 0.01, ("d", "int8"): 0.0019, ("e", "int8"): 0.0019}
+
+    def score(assignment: Mapping[str, str]) -> EvalTable:
+        lost = sum(loss.get((s, p), 0.0) for s, p in assignment.items())
+        return _table({1: 0.9 - lost, 2: 0.8 - lost / 2})
+
+    budgets = Budgets(int8_stage_mean=0.2, int8_stage_worst=0.2, int8_mean=0.3, int8_worst=0.45, fp16_worst=0.1)
+    auto = choose_precisions(["a", "b", "c", "d", "e"], score, budgets)
+    assert auto.assignment["b"] == "fp16" and auto.assignment["c"] == "fp32"
+    # a, d, e each fit alone (0.1 / 0.19 / 0.19 worst) but with b as fp16 all cost 0.53 > 0.45 worst:
+    # the costliest (d, first of the tie) falls back to fp16 (which costs nothing here)
+    assert auto.demoted == ["d"] and auto.assignment == {"a": "int8", "b": "fp16", "c": "fp32",
+                                                         "d": "fp16", "e": "int8"}
+    assert auto.final_cost.worst <= budgets.int8_worst
+    assert "int8_alone" in auto.choices["c"].evidence and "fp16_alone" in auto.choices["c"].evidence
