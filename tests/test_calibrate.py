@@ -110,6 +110,13 @@ def test_fp16_variant_keeps_float32_io_and_sensitive_nodes(calibrated: tuple[Pat
     norm = next(n for n in graph.node if n.op_type == "LayerNormalization")
     inits = {t.name: t for t in graph.initializer}
     assert all(inits[i].data_type == onnx.TensorProto.FLOAT for i in norm.input[1:] if i in inits)
+    for path in (bundle / "stages").glob("*.fp16.onnx"):  # nothing kept float32 is rounded through float16
+        nodes = onnx.load(str(path)).graph.node
+        producer = {out: n for n in nodes for out in n.output}
+        for node in nodes:
+            src = producer.get(node.input[0]) if node.op_type == "Cast" else None
+            assert not (src is not None and src.op_type == "Cast" and node.attribute[0].i == onnx.TensorProto.FLOAT
+                        and src.attribute[0].i == onnx.TensorProto.FLOAT16), f"{path.name}: {src.name} -> {node.name}"
 
 
 def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(

@@ -4,7 +4,9 @@ Kept in float32: normalisations (LayerNormalization and its pieces), Softmax, ev
 and the distance computations of the Laplace/Gaussian gates (for those gate families the whole
 gate graph is the distance, so all its nodes stay float32). Inputs and outputs stay float32
 (``keep_io_types``), so the runtime binds the same buffers whatever the precision; Cast nodes
-sit at the boundaries between the two types.
+sit at the boundaries between the two types. The converter also routes the tensor between two
+kept nodes (and into a float32 output) through a float32 -> float16 -> float32 Cast pair, which
+would round exactly what was meant to stay float32; :func:`drop_round_trips` removes those pairs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def convert_stage(stage: str, source: Path, out: Path, gate_family: str) -> dict
                                             node_block_list=keep_nodes)
     except Exception as exc:
         raise CalibrationError(f"stage '{stage}': FP16 conversion failed: {exc}") from exc
+    drop_round_trips(half.graph)
     _topological_sort(half.graph)  # the converter appends its boundary Casts at the end
     onnx.checker.check_model(half)
     onnx.save_model(half, str(out), save_as_external_data=False)
@@ -65,3 +68,38 @@ def _topological_sort(graph: onnx.GraphProto) -> None:
         pending = rest
     del graph.node[:]
     graph.node.extend(ordered)
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    if node.op_type != "Cast":
+        return None
+    return next((a.i for a in node.attribute if a.name == "to"), None)
+
+
+def drop_round_trips(graph: onnx.GraphProto) -> int:
+    """Bypass every Cast(->float16) -> Cast(->float32) pair; return how many were bypassed."""
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    dropped: list[onnx.NodeProto] = []
+    for node in graph.node:
+        first = producer.get(node.input[0]) if node.input else None
+        if _cast_to(node) != onnx.TensorProto.FLOAT or first is None or _cast_to(first) != onnx.TensorProto.FLOAT16:
+            continue
+        if node.output[0] in outputs:  # a graph output keeps its name: an Identity of the float32 source
+            node.op_type = "Identity"
+            del node.attribute[:]
+            node.input[0] = first.input[0]
+        else:
+            rename[node.output[0]] = first.input[0]
+            dropped.append(node)
+    for node in dropped:
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    used = {i for node in graph.node for i in node.input} | outputs
+    for node in [n for n in graph.node if _cast_to(n) == onnx.TensorProto.FLOAT16 and n.output[0] not in used]:
+        graph.node.remove(node)
+    return len(rename)
