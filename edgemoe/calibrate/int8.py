@@ -1,0 +1,79 @@
+"""INT8 variants: ONNX Runtime's static quantizer, configured for TensorRT explicit quantization.
+
+QDQ format, int8 activations and weights with zero point 0 (``ActivationSymmetric`` and
+``WeightSymmetric``), per-channel weights, biases left in float (``QuantizeBias: False``: a
+dequantized int32 bias is rejected by TensorRT's parser) and weights as float -> Q -> DQ pairs
+(``AddQDQPairToWeight``, for TensorRT 8.6). Every result goes through :func:`validate_qdq`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+from edgemoe.calibrate.qdq import QDQSummary, validate_qdq
+from edgemoe.calibrate.sets import CalibrationError
+
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                       "entropy": CalibrationMethod.Entropy}
+EXTRA_OPTIONS: dict[str, Any] = {
+    "ActivationSymmetric": True,
+    "WeightSymmetric": True,
+    "QuantizeBias": False,
+    "AddQDQPairToWeight": True,
+    "DedicatedQDQPair": False,
+}
+# Quantized op types: the matrix products and convolutions, where INT8 pays on a GPU. Norms,
+# softmax and elementwise ops stay float (TensorRT fuses them around the Q/DQ'd products).
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+READER_CHUNK = 64
+
+
+class StageSetReader(CalibrationDataReader):
+    """ONNX Runtime's calibration protocol over one stage's set, in chunks of rows."""
+
+    def __init__(self, stage_set: Mapping[str, np.ndarray], chunk: int = READER_CHUNK) -> None:
+        n = len(next(iter(stage_set.values())))
+        self._feeds = iter([{k: np.ascontiguousarray(v[lo: lo + chunk]) for k, v in stage_set.items()}
+                            for lo in range(0, n, chunk)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_stage(stage: str, source: Path, stage_set: Mapping[str, np.ndarray], out: Path,
+                   method: str = "minmax") -> QDQSummary:
+    """Write the INT8 Q/DQ graph of ``source`` to ``out``; raise naming the stage if it is not legal."""
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # the quantizer warns through the root logger
+    try:
+        quantize_static(
+            str(source), str(out), StageSetReader(stage_set), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False, activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8, calibrate_method=CALIBRATION_METHODS[method],
+            extra_options=dict(EXTRA_OPTIONS),
+        )
+    except Exception as exc:  # the quantizer raises many types; name the stage
+        raise CalibrationError(f"stage '{stage}': INT8 quantization failed: {exc}") from exc
+    finally:
+        root.setLevel(level)
+    return validate_qdq(onnx.load(str(out)), stage)
+
+
+def quantization_record(method: str) -> dict[str, Any]:
+    """What the manifest says about how a variant was quantized."""
+    return {"format": "QDQ", "activations": "int8 symmetric (zero point 0)", "weights": "int8 symmetric per-channel",
+            "calibration_method": method, "quantized_ops": list(QUANTIZED_OPS), "quantizer": "onnxruntime.quantization.quantize_static",
+            "extra_options": dict(EXTRA_OPTIONS)}

@@ -1,0 +1,82 @@
+"""Calibration recipes: ``calibration/<name>.yaml`` states the deployment's missing-sensor
+statistics, how many samples each stage gets, and the accuracy budgets of the precision choice.
+
+Declarative and validated up front (a wrong key fails before any model is run), like the target
+profiles under ``engines/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgemoe.core.errors import ConfigError
+
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "calibration"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budgets(_Strict):
+    """Accuracy points (percent) a precision may cost versus fp32."""
+
+    int8_stage_mean: float = Field(0.2, ge=0)
+    int8_stage_worst: float = Field(0.75, ge=0)
+    int8_mean: float = Field(0.5, ge=0)
+    int8_worst: float = Field(1.5, ge=0)
+    fp16_worst: float = Field(0.1, ge=0)
+
+
+class CalibrationRecipe(_Strict):
+    name: str = "default"
+    method: Literal["routing-aware", "naive"] = "routing-aware"
+    split: str = "train"
+    validation_split: str = "val"
+    seed: int = 0
+    missing: dict[str, float] = Field(default_factory=dict)
+    samples_per_stage: int = Field(512, ge=1)
+    min_samples: int = Field(64, ge=1)
+    min_tokens_per_expert: int = Field(256, ge=1)
+    draw_frames: int = Field(512, ge=1)
+    max_frames: int = Field(16384, ge=1)
+    batch: int = Field(64, ge=1)
+    activation_calibration: Literal["minmax", "percentile", "entropy"] = "minmax"
+    budgets: Budgets = Budgets()
+
+    def missing_rates(self, sensors: Sequence[str]) -> list[float]:
+        """P(missing) per sensor in mask bit order; a sensor not named is never missing."""
+        unknown = sorted(set(self.missing) - set(sensors))
+        if unknown:
+            raise ConfigError(f"recipe '{self.name}' key 'missing': unknown sensor(s) {unknown} "
+                              f"(the bundle's schema has {list(sensors)})")
+        bad = {k: v for k, v in self.missing.items() if not 0 <= v < 1}
+        if bad:
+            raise ConfigError(f"recipe '{self.name}' key 'missing': rates {bad} must lie in [0, 1)")
+        return [float(self.missing.get(s, 0.0)) for s in sensors]
+
+    def with_overrides(self, values: Mapping[str, object]) -> CalibrationRecipe:
+        return self.model_validate({**self.model_dump(), **{k: v for k, v in values.items() if v is not None}})
+
+
+def load_recipe(name_or_path: str | Path | None) -> CalibrationRecipe:
+    """``default`` -> ``calibration/default.yaml``; a path is read as is; None = built-in defaults
+    of ``calibration/default.yaml`` when present."""
+    path = Path(name_or_path) if name_or_path is not None else RECIPE_DIR / "default.yaml"
+    if not path.suffix:
+        path = RECIPE_DIR / f"{path}.yaml"
+    if not path.is_file():
+        if name_or_path is None:
+            return CalibrationRecipe()
+        known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+        raise ConfigError(f"calibration recipe '{name_or_path}' not found ({path}); known: {known}")
+    try:
+        return CalibrationRecipe.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None

@@ -1,0 +1,274 @@
+"""Calibration: routing-aware sets, TensorRT-legal INT8 Q/DQ graphs, FP16 variants, automatic
+precision per stage written atomically into the bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+from edgemoe.calibrate.collect import collect_routing_aware, draw_masks
+from edgemoe.calibrate.int8 import EXTRA_OPTIONS, StageSetReader
+from edgemoe.calibrate.pipeline import CalibrationResult, calibrate_bundle
+from edgemoe.calibrate.qdq import QDQError, validate_qdq
+from edgemoe.calibrate.precision import choose_precisions
+from edgemoe.calibrate.recipe import Budgets, CalibrationRecipe, load_recipe
+from edgemoe.calibrate.sets import CalibrationError, content_sha256, load_sets, save_sets
+from edgemoe.calibrate.variants import VariantEngines
+from edgemoe.cli import main
+from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest, sha256_file
+from edgemoe.core.engine import run_engine
+from edgemoe.core.executor import top_k_indices
+from edgemoe.core.plan import expert_stage
+from edgemoe.data.dataset import load_dataset
+from edgemoe.engines.build import build_engines
+from edgemoe.engines.target import load_target
+from edgemoe.runtime.runtime import Runtime
+from edgemoe.train.evaluate import EvalTable, MaskScore
+
+SMALL = dict(samples_per_stage=128, min_samples=32, min_tokens_per_expert=64, draw_frames=256,
+             max_frames=4096, batch=64)
+
+
+@pytest.fixture(scope="module")
+def recipe() -> CalibrationRecipe:
+    return load_recipe("default").with_overrides(SMALL)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path, dataset_dir: Path,
+               recipe: CalibrationRecipe) -> tuple[Path, CalibrationResult]:
+    bundle = tmp_path_factory.mktemp("calibrated") / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    return bundle, calibrate_bundle(bundle, dataset_dir, recipe)
+
+
+def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, out)
+    return out
+
+
+# -- the calibrated bundle ---------------------------------------------------------------------
+def test_every_stage_gains_validated_int8_and_fp16_variants(calibrated: tuple[Path, CalibrationResult]) -> None:
+    bundle, _ = calibrated
+    manifest = read_manifest(bundle, MODEL_FORMAT)
+    for stage, entry in manifest["stages"].items():
+        assert set(entry["variants"]) == {"fp32", "int8", "fp16"}, stage
+        for variant in entry["variants"].values():
+            assert sha256_file(bundle / variant["file"]) == variant["sha256"]
+        int8 = entry["variants"]["int8"]
+        validate_qdq(onnx.load(str(bundle / int8["file"])), stage)
+        assert int8["calibration"]["method"] == "routing-aware"
+        assert int8["calibration"]["extra_options"]["QuantizeBias"] is False
+        precision = entry["precision"]
+        assert precision["choice"] in ("int8", "fp16", "fp32") and precision["reason"]
+        assert "int8_alone" in precision["evidence"]
+        assert precision["calibration"]["set_sha256"] == int8["calibration"]["set_sha256"]
+
+
+def test_saved_sets_match_the_hashes_in_the_manifest(calibrated: tuple[Path, CalibrationResult]) -> None:
+    bundle, result = calibrated
+    summary = result.manifest["calibration"]
+    sets = load_sets(bundle / summary["sets"]["file"])
+    assert summary["sets"]["sha256"] == sha256_file(bundle / summary["sets"]["file"])
+    for stage, entry in result.manifest["stages"].items():
+        assert content_sha256(sets[stage]) == entry["variants"]["int8"]["calibration"]["set_sha256"], stage
+
+
+def test_each_expert_is_calibrated_only_on_tokens_the_gate_routes_to_it(
+        calibrated: tuple[Path, CalibrationResult]) -> None:
+    bundle, result = calibrated
+    manifest = read_manifest(bundle, MODEL_FORMAT)
+    sets = load_sets(bundle / manifest["calibration"]["sets"]["file"])
+    variants = VariantEngines(bundle, manifest, 64)
+    k = variants.layout.top_k
+    for e in range(variants.layout.num_experts):
+        tokens = sets[expert_stage(e)]["tokens"]
+        assert len(tokens) >= 32
+        scores = np.concatenate([run_engine(variants.engine("gate", "fp32"), {"tokens": tokens[lo:lo + 64]})["scores"]
+                                 for lo in range(0, len(tokens), 64)])
+        routed = (top_k_indices(scores, k) == e).any(axis=1)
+        assert routed.all(), f"expert[{e}]: {int((~routed).sum())} calibration tokens were not routed to it"
+    report = result.report
+    assert report is not None and all(v >= 64 for v in report.routed_tokens.values())
+    assert len(report.mask_counts) > 1  # sensors were dropped, not only the full mask
+
+
+def test_fp16_variant_keeps_float32_io_and_sensitive_nodes(calibrated: tuple[Path, CalibrationResult]) -> None:
+    bundle, _ = calibrated
+    graph = onnx.load(str(bundle / "stages/head.fp16.onnx")).graph
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*graph.input, *graph.output])
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    norm = next(n for n in graph.node if n.op_type == "LayerNormalization")
+    inits = {t.name: t for t in graph.initializer}
+    assert all(inits[i].data_type == onnx.TensorProto.FLOAT for i in norm.input[1:] if i in inits)
+    for path in (bundle / "stages").glob("*.fp16.onnx"):  # nothing kept float32 is rounded through float16
+        nodes = onnx.load(str(path)).graph.node
+        producer = {out: n for n in nodes for out in n.output}
+        for node in nodes:
+            src = producer.get(node.input[0]) if node.op_type == "Cast" else None
+            assert not (src is not None and src.op_type == "Cast" and node.attribute[0].i == onnx.TensorProto.FLOAT
+                        and src.attribute[0].i == onnx.TensorProto.FLOAT16), f"{path.name}: {src.name} -> {node.name}"
+
+
+def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(
+        calibrated: tuple[Path, CalibrationResult], dataset_dir: Path, tmp_path: Path) -> None:
+    bundle, result = calibrated
+    split = load_dataset(dataset_dir, config_of(result.manifest, "bundle"), ("test",))["test"]
+    for precision in ("int8", "fp16", "auto"):
+        target = load_target("cpu").model_copy(update={"precision": precision})
+        manifest = build_engines(bundle, target, tmp_path / precision)
+        if precision != "auto":
+            assert {e["precision"] for e in manifest["engines"].values()} == {precision}
+        assert all(e["calibration"] for e in manifest["engines"].values() if e["precision"] == "int8")
+        runtime = Runtime.load(tmp_path / precision)
+        probs = runtime.infer_batch(split.frames, 0b1111)
+        runtime.close()
+        assert probs.shape == (len(split), result.manifest["layout"]["num_classes"])
+        assert np.allclose(probs.sum(1), 1, atol=1e-3)
+
+
+# -- the Q/DQ validator ------------------------------------------------------------------------
+def _quantized_expert(bundle: Path, tmp_path: Path, **overrides: object) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    tokens = rng.standard_normal((64, 32)).astype(np.float32)
+    options = {**EXTRA_OPTIONS, **overrides.pop("extra", {})}  # type: ignore[dict-item]
+    args = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8, extra_options=options)
+    args.update(overrides)
+    out = tmp_path / "q.onnx"
+    quantize_static(str(bundle / "stages/expert_0.onnx"), str(out), StageSetReader({"tokens": tokens}), **args)
+    return onnx.load(str(out))
+
+
+def test_validator_accepts_the_configured_quantizer(bundle_dir: Path, tmp_path: Path) -> None:
+    summary = validate_qdq(_quantized_expert(bundle_dir, tmp_path), "expert[0]")
+    assert summary.per_channel_weights == 2
+
+
+def test_validator_rejects_an_asymmetric_graph(bundle_dir: Path, tmp_path: Path) -> None:
+    model = _quantized_expert(bundle_dir, tmp_path, extra={"ActivationSymmetric": False},
+                              activation_type=QuantType.QUInt8)
+    with pytest.raises(QDQError, match=r"(?s)stage 'expert\[0\]'.*UINT8.*not 0"):
+        validate_qdq(model, "expert[0]")
+
+
+def test_validator_rejects_a_nonzero_int8_zero_point(bundle_dir: Path, tmp_path: Path) -> None:
+    model = _quantized_expert(bundle_dir, tmp_path)
+    zp = next(t for t in model.graph.initializer if t.name.endswith("zero_point"))
+    zp.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zp.name))
+    with pytest.raises(QDQError, match="asymmetric"):
+        validate_qdq(model, "expert[0]")
+
+
+def test_validator_rejects_quantized_bias_and_per_tensor_weights(bundle_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(QDQError, match="int32 bias|pre-quantized"):
+        validate_qdq(_quantized_expert(bundle_dir, tmp_path, extra={"QuantizeBias": True,
+                                                                     "AddQDQPairToWeight": False}), "expert[0]")
+    with pytest.raises(QDQError, match="per tensor"):
+        validate_qdq(_quantized_expert(bundle_dir, tmp_path, per_channel=False), "expert[0]")
+
+
+def test_validator_rejects_an_old_opset(bundle_dir: Path, tmp_path: Path) -> None:
+    model = _quantized_expert(bundle_dir, tmp_path)
+    next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = 12
+    with pytest.raises(QDQError, match="opset 12"):
+        validate_qdq(model, "expert[0]")
+
+
+# -- collection --------------------------------------------------------------------------------
+def test_draw_masks_follows_the_missing_rates_and_never_empties() -> None:
+    masks = draw_masks(np.random.default_rng(0), 20000, [0.5, 0.0, 0.9, 0.2])
+    assert masks.min() > 0
+    assert abs((masks & 1 == 0).mean() - 0.5) < 0.03
+    assert (masks & 2).all()  # a sensor never missing is always present
+
+
+def test_a_rare_expert_keeps_the_collection_drawing(bundle_dir: Path, dataset_dir: Path,
+                                                    recipe: CalibrationRecipe) -> None:
+    manifest = read_manifest(bundle_dir, MODEL_FORMAT)
+    variants = VariantEngines(bundle_dir, manifest, 64)
+    train = load_dataset(dataset_dir, config_of(manifest, "bundle"), ("train",))["train"]
+    first = recipe.with_overrides({"draw_frames": 64, "min_tokens_per_expert": 1, "samples_per_stage": 8})
+    _, one = collect_routing_aware(variants, train, first)
+    rarest = min(one.routed_tokens.values())
+    wanted = recipe.with_overrides({"draw_frames": 64, "min_tokens_per_expert": rarest + 200,
+                                    "samples_per_stage": 8})
+    _, more = collect_routing_aware(variants, train, wanted)
+    assert more.rounds > 1 and min(more.routed_tokens.values()) >= rarest + 200
+    impossible = recipe.with_overrides({"draw_frames": 64, "max_frames": 64, "min_tokens_per_expert": 10**6})
+    with pytest.raises(CalibrationError, match=r"(?s)stage .expert\[\d\]..*max_frames"):
+        collect_routing_aware(variants, train, impossible)
+
+
+# -- bad calibration sets: clear errors, nothing half-written ----------------------------------
+def _good_sets(bundle: Path) -> dict[str, dict[str, np.ndarray]]:
+    manifest = read_manifest(bundle, MODEL_FORMAT)
+    rng = np.random.default_rng(1)
+    sizes = {"batch": 80, "tokens": 80}
+    return {stage: {s["name"]: rng.standard_normal([d if isinstance(d, int) else sizes[d] for d in s["shape"]])
+                    .astype(np.float32) for s in entry["inputs"]} for stage, entry in manifest["stages"].items()}
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda s: s.update({"expert[1]": {}}), r"stage 'expert\[1\]': calibration set is empty"),
+    (lambda s: s.update({"gate": {"tokens": s["gate"]["tokens"][:5]}}), r"stage 'gate'.*5 samples"),
+    (lambda s: s.update({"head": {"pooled": s["head"]["pooled"][:, :7]}}), r"stage 'head' input 'pooled'.*shape"),
+])
+def test_bad_sets_name_the_stage_and_leave_the_bundle_untouched(bundle_dir: Path, dataset_dir: Path, tmp_path: Path,
+                                                                recipe: CalibrationRecipe, breakage, message) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    before = {p.relative_to(bundle): sha256_file(p) for p in bundle.rglob("*") if p.is_file()}
+    sets = _good_sets(bundle)
+    breakage(sets)
+    with pytest.raises(CalibrationError, match=message):
+        calibrate_bundle(bundle, dataset_dir, recipe, sets)
+    after = {p.relative_to(bundle): sha256_file(p) for p in bundle.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_cli_reports_a_bad_set_file_by_stage(bundle_dir: Path, dataset_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    sets = _good_sets(bundle)
+    sets["encoder[imu]"]["frame"] = sets["encoder[imu]"]["frame"][:, :3]
+    save_sets(sets, tmp_path / "bad.npz")
+    manifest_before = (bundle / "manifest.json").read_text()
+    assert main(["calibrate", str(bundle), "--data", str(dataset_dir), "--sets", str(tmp_path / "bad.npz")]) == 2
+    assert "stage 'encoder[imu]' input 'frame'" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_text() == manifest_before
+    assert json.loads(manifest_before)["stages"]["gate"]["precision"]["choice"] == "fp32"
+
+
+# -- the precision choice ----------------------------------------------------------------------
+def _table(accuracies: dict[int, float]) -> EvalTable:
+    return EvalTable("val", [MaskScore(m, [], 100, a, a, a) for m, a in accuracies.items()])
+
+
+def test_precision_choice_follows_budgets_and_demotes_when_the_combination_is_over() -> None:
+    # accuracy lost (fraction) per stage and precision; the combination costs the sum.
+    loss = {("a", "int8"): 0.001, ("b", "int8"): 0.02, ("b", "fp16"): 0.0005,
+            ("c", "int8"): 0.02, ("c", "fp16"): 0.01, ("d", "int8"): 0.0019, ("e", "int8"): 0.0019}
+
+    def score(assignment: Mapping[str, str]) -> EvalTable:
+        lost = sum(loss.get((s, p), 0.0) for s, p in assignment.items())
+        return _table({1: 0.9 - lost, 2: 0.8 - lost / 2})
+
+    budgets = Budgets(int8_stage_mean=0.2, int8_stage_worst=0.2, int8_mean=0.3, int8_worst=0.45, fp16_worst=0.1)
+    auto = choose_precisions(["a", "b", "c", "d", "e"], score, budgets)
+    assert auto.assignment["b"] == "fp16" and auto.assignment["c"] == "fp32"
+    # a, d, e each fit alone (0.1 / 0.19 / 0.19 worst) but with b as fp16 all cost 0.53 > 0.45 worst:
+    # the costliest (d, first of the tie) falls back to fp16 (which costs nothing here)
+    assert auto.demoted == ["d"] and auto.assignment == {"a": "int8", "b": "fp16", "c": "fp32",
+                                                         "d": "fp16", "e": "int8"}
+    assert auto.final_cost.worst <= budgets.int8_worst
+    assert "int8_alone" in auto.choices["c"].evidence and "fp16_alone" in auto.choices["c"].evidence
