@@ -11,19 +11,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from edgemoe.core.config import StrictModel, load_yaml_as
 from edgemoe.core.errors import ConfigError
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "calibration"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Budgets(_Strict):
+class Budgets(StrictModel):
     """Accuracy points (percent) a precision may cost versus fp32."""
 
     int8_stage_mean: float = Field(0.2, ge=0)
@@ -33,7 +29,7 @@ class Budgets(_Strict):
     fp16_worst: float = Field(0.1, ge=0)
 
 
-class CalibrationRecipe(_Strict):
+class CalibrationRecipe(StrictModel):
     name: str = "default"
     method: Literal["routing-aware", "naive"] = "routing-aware"
     split: str = "train"
@@ -75,8 +71,4 @@ def load_recipe(name_or_path: str | Path | None) -> CalibrationRecipe:
             return CalibrationRecipe()
         known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
         raise ConfigError(f"calibration recipe '{name_or_path}' not found ({path}); known: {known}")
-    try:
-        return CalibrationRecipe.model_validate(yaml.safe_load(path.read_text()) or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+    return load_yaml_as(CalibrationRecipe, path, "calibration recipe")

@@ -14,9 +14,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edgemoe.core.config import StrictModel, load_yaml_as, validate_as
 from edgemoe.core.errors import ConfigError
 
 MAX_SENSORS = 16  # masks are stored as small ints; 2^16 - 1 plans is the practical ceiling
@@ -35,11 +35,7 @@ class SensorKind(str, Enum):
 _RANK = {SensorKind.image: 3, SensorKind.scan: 2, SensorKind.imu: 2, SensorKind.vector: 1}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SensorSpec(_Strict):
+class SensorSpec(StrictModel):
     """One sensor: its name, frame shape (without batch), kind and nominal rate."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -63,7 +59,7 @@ class SensorSpec(_Strict):
         return 2.0 / self.rate_hz
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """Model size and method. ``method`` and ``gate`` name registry entries."""
 
     method: str = "smoe"
@@ -82,7 +78,7 @@ class ModelSpec(_Strict):
         return self
 
 
-class TrainSpec(_Strict):
+class TrainSpec(StrictModel):
     """Training settings; the sensor dropout is what makes the model robust to missing sensors."""
 
     epochs: int = Field(20, ge=1)
@@ -95,7 +91,7 @@ class TrainSpec(_Strict):
     threads: int = Field(2, ge=1)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """The whole schema. ``sensors`` order is the mask bit order."""
 
     name: str
@@ -138,32 +134,14 @@ class ModelConfig(_Strict):
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> ModelConfig:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {_describe(exc)}") from None
+        return validate_as(cls, data, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ModelConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"model config not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        return cls.from_dict(data, str(path))
+        return load_yaml_as(cls, Path(path), "model config")
 
 
 def load_config(path: str | Path | None) -> ModelConfig:
     """Load a model config; ``None`` means the built-in 4-sensor robot."""
     return ModelConfig.from_yaml(path if path is not None else DEFAULT_CONFIG)
 
-
-def _describe(exc: ValidationError) -> str:
-    """One line per problem, each naming the key path (``sensors.2.shape``)."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"key '{where}': {err['msg']}")
-    return "; ".join(parts)

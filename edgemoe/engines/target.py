@@ -5,20 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from edgemoe.core.config import StrictModel, load_yaml_as
 from edgemoe.core.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "fp16", "int8"]
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "engines"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OrtOptions(_Strict):
+class OrtOptions(StrictModel):
     """ONNX Runtime session settings. Providers are asked for in order; the build records the
     ones actually granted, since ONNX Runtime silently falls back to the CPU."""
 
@@ -28,7 +24,7 @@ class OrtOptions(_Strict):
     require_providers: bool = False  # refuse to build/load when a requested provider is missing
 
 
-class TrtOptions(_Strict):
+class TrtOptions(StrictModel):
     """TensorRT build and run settings (``tensorrt:`` block of a target profile).
 
     Stage names are matched with shell patterns (``expert[*]`` needs ``expert[[]*]``; use
@@ -40,7 +36,7 @@ class TrtOptions(_Strict):
     workspace_mb: int = Field(1024, ge=16)  # builder scratch limit (MemoryPoolType.WORKSPACE)
     strongly_typed: bool = True  # TensorRT >= 10: types come from the Q/DQ / fp16 ONNX; 8.6 uses flags
     builder_optimization_level: int = Field(3, ge=0, le=5)
-    opt: dict[str, int] = {}  # optimisation-profile opt size per dim symbol; default: the maximum
+    opt: dict[str, int] = Field(default_factory=dict)  # optimisation-profile opt size per dim symbol; default: the maximum
     timing_cache: str | None = "timing.cache"  # beside the engine bundle, reused by later builds
     static_stages: tuple[str, ...] = ()  # shell patterns of stages built at one (maximum) shape
     dla_core: int | None = Field(None, ge=0)  # Orin: put static stages on this DLA core
@@ -51,7 +47,7 @@ class TrtOptions(_Strict):
     zero_copy: Literal["auto", "on", "off"] = "auto"  # mapped pinned memory on integrated GPUs (Jetson)
 
 
-class TargetProfile(_Strict):
+class TargetProfile(StrictModel):
     name: str
     backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     precision: Precision = "fp32"
@@ -70,8 +66,4 @@ def load_target(name_or_path: str) -> TargetProfile:
     if not path.is_file():
         known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
         raise ConfigError(f"target profile '{name_or_path}' not found ({path}); known: {known}")
-    try:
-        return TargetProfile.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as exc:
-        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+    return load_yaml_as(TargetProfile, path, "target profile")
