@@ -51,6 +51,9 @@ class DaemonMetrics:
         for i, gauge in enumerate(self._sensor_available):
             gauge.set(mask >> i & 1)
 
+    def frame_count(self) -> float:
+        return sum(c._value.get() for c in self._sensor_frames)
+
     def drop_counts(self) -> dict[str, float]:
         return {r: c._value.get() for r, c in self._drop_children.items()}
 
