@@ -28,5 +28,6 @@ def run(args: argparse.Namespace) -> int:
     daemon.install_signals()
     print(json.dumps({"ready": daemon.addresses}), flush=True)
     summary = daemon.run(args.max_seconds)
+    summary["torch_imported"] = "torch" in sys.modules  # must stay False: devices run without torch
     print(json.dumps({"stopped": summary}), flush=True)
     return 0
