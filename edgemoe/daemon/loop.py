@@ -121,10 +121,10 @@ class SensorLoop:
     def run(self, max_seconds: float | None = None) -> None:
         selector = selectors.DefaultSelector()
         for source in self.sources:
-            if source.fileno() is not None:
-                selector.register(source.fileno(), selectors.EVENT_READ, source)
-        if self.flags is not None and self.flags.fileno() is not None:
-            selector.register(self.flags.fileno(), selectors.EVENT_READ, self.flags)
+            if (fd := source.fileno()) is not None:
+                selector.register(fd, selectors.EVENT_READ, source)
+        if self.flags is not None and (fd := self.flags.fileno()) is not None:
+            selector.register(fd, selectors.EVENT_READ, self.flags)
         for fd in self._wakers:
             selector.register(fd, selectors.EVENT_READ, None)
         timed = [s for s in self.sources if s.fileno() is None]

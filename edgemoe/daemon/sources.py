@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -117,7 +118,8 @@ class ReplaySource:
     sample stays silent, as do sensors inside a ``silent`` dropout; a ``nan`` dropout sends NaN.
     """
 
-    def __init__(self, replay: Replay, config: ModelConfig, clock=time.monotonic) -> None:
+    def __init__(self, replay: Replay, config: ModelConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = f"replay:{replay.dataset}/{replay.split}"
         self.replay = replay
         split = load_split(Path(replay.dataset) / f"{replay.split}.npz", config)
