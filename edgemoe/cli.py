@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "build": ("edgemoe.recipes.build", "build a model bundle into engines for a target profile"),
     "infer": ("edgemoe.recipes.infer", "run the engine runtime on dataset samples under a mask"),
     "profile": ("edgemoe.recipes.profile", "latency profile of an engine bundle per mask; 'profile compare A B'"),
+    "run": ("edgemoe.recipes.run", "the sensor-loop daemon: live frames -> availability mask -> predictions"),
     "demo": ("edgemoe.recipes.demo", "synthesise, train, export, build and replay a sensor stream"),
 }
 

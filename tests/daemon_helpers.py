@@ -1,0 +1,103 @@
+"""Helpers shared by the daemon tests: configs, a daemon subprocess, frames at nominal rates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edgemoe.core.schema import ModelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def daemon_config(tmp: Path, **sections: Any) -> Path:
+    """A daemon YAML with a UDP source on a free loopback port and a JSON-lines sink."""
+    data: dict[str, Any] = {
+        "sources": {"network": [{"port": 0}]},
+        "sinks": {"jsonl": {"path": str(tmp / "pred.jsonl")}},
+        "metrics": {"port": 0},
+        "loop": {"schedule": "fixed", "rate_hz": 50},
+        "tracker": {"hold_s": 0.2},
+    }
+    data.update(sections)
+    path = tmp / "daemon.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class DaemonProcess:
+    """``edgemoe run`` as a real subprocess; ``ready`` holds the addresses it printed."""
+
+    def __init__(self, engines: Path, config: Path, *extra: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgemoe.cli", "run", str(engines), "--config", str(config), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line.startswith('{"ready"'):
+            self.proc.kill()
+            raise RuntimeError(f"daemon did not start: {line}{self.proc.stderr.read()}")  # type: ignore[union-attr]
+        self.ready = json.loads(line)["ready"]
+        source = next(s for s in self.ready["sources"] if s.startswith("udp:"))
+        _, host, port = source.split(":")
+        self.udp = (host, int(port))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> tuple[dict[str, Any], str]:
+        """SIGTERM and wait; returns the printed summary and stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout)
+        stopped = [json.loads(line)["stopped"] for line in out.splitlines() if line.startswith('{"stopped"')]
+        assert stopped, f"no summary; rc={self.proc.returncode} stderr:\n{err}"
+        return stopped[0], err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def frames_for(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {s.name: rng.standard_normal(s.shape).astype(np.float32) for s in config.sensors}
+
+
+def send_at_rates(sender: Any, config: ModelConfig, seconds: float, scale: float = 1.0,
+                  skip: frozenset[str] = frozenset()) -> int:
+    """Send every sensor's frame at ``scale`` x its nominal rate for ``seconds``; returns count sent."""
+    frames = frames_for(config)
+    periods = {s.name: 1.0 / (s.rate_hz * scale) for s in config.sensors}
+    start = time.monotonic()
+    due = dict.fromkeys(periods, start)
+    sent = 0
+    while (now := time.monotonic()) < start + seconds:
+        for name, period in periods.items():
+            while due[name] <= now:
+                due[name] += period
+                if name not in skip:
+                    sender.send(name, frames[name])
+                    sent += 1
+        time.sleep(max(0.0, min(due.values()) - time.monotonic()))
+    return sent
