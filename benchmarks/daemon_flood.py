@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgemoe.core.bundle import config_of, read_manifest, ENGINE_FORMAT  # noqa: E402
-from edgemoe.daemon.client import FrameSender  # noqa: E402
+from edgemoe.daemon.client import FrameSender, send_at_rates  # noqa: E402
 
 RATE_HZ = 50.0
 
@@ -38,18 +38,7 @@ RATE_HZ = 50.0
 def send_phase(sender: FrameSender, config: Any, seconds: float, scale: float) -> int:
     rng = np.random.default_rng(0)
     frames = {s.name: rng.standard_normal(s.shape).astype(np.float32) for s in config.sensors}
-    periods = {s.name: 1.0 / (s.rate_hz * scale) for s in config.sensors}
-    start = time.monotonic()
-    due = dict.fromkeys(periods, start)
-    sent = 0
-    while (now := time.monotonic()) < start + seconds:
-        for name, period in periods.items():
-            while due[name] <= now:
-                due[name] += period
-                sender.send(name, frames[name])
-                sent += 1
-        time.sleep(max(0.0, min(due.values()) - time.monotonic()))
-    return sent
+    return send_at_rates(sender, frames, {s.name: s.rate_hz for s in config.sensors}, seconds, scale)
 
 
 def phase_stats(records: list[dict[str, Any]], t0: float, t1: float) -> dict[str, float]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import numpy as np
 import yaml
 
 from edgemoe.core.schema import ModelConfig
+from edgemoe.daemon import client
+from edgemoe.daemon.client import FrameSender
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,20 +85,8 @@ def frames_for(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     return {s.name: rng.standard_normal(s.shape).astype(np.float32) for s in config.sensors}
 
 
-def send_at_rates(sender: Any, config: ModelConfig, seconds: float, scale: float = 1.0,
+def send_at_rates(sender: FrameSender, config: ModelConfig, seconds: float, scale: float = 1.0,
                   skip: frozenset[str] = frozenset()) -> int:
-    """Send every sensor's frame at ``scale`` x its nominal rate for ``seconds``; returns count sent."""
-    frames = frames_for(config)
-    periods = {s.name: 1.0 / (s.rate_hz * scale) for s in config.sensors}
-    start = time.monotonic()
-    due = dict.fromkeys(periods, start)
-    sent = 0
-    while (now := time.monotonic()) < start + seconds:
-        for name, period in periods.items():
-            while due[name] <= now:
-                due[name] += period
-                if name not in skip:
-                    sender.send(name, frames[name])
-                    sent += 1
-        time.sleep(max(0.0, min(due.values()) - time.monotonic()))
-    return sent
+    """Every sensor of ``config`` at ``scale`` x its nominal rate for ``seconds``."""
+    rates = {s.name: s.rate_hz for s in config.sensors}
+    return client.send_at_rates(sender, frames_for(config), rates, seconds, scale, skip)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -43,3 +43,22 @@ class FrameSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def send_at_rates(sender: FrameSender, frames: Mapping[str, np.ndarray], rates_hz: Mapping[str, float],
+                  seconds: float, scale: float = 1.0, skip: Collection[str] = ()) -> int:
+    """Send each sensor's frame at ``scale`` x its rate for ``seconds`` (paced on the monotonic
+    clock, catching up after a late wake-up); returns how many datagrams were sent."""
+    periods = {name: 1.0 / (rate * scale) for name, rate in rates_hz.items()}
+    start = time.monotonic()
+    due = dict.fromkeys(periods, start)
+    sent = 0
+    while (now := time.monotonic()) < start + seconds:
+        for name, period in periods.items():
+            while due[name] <= now:
+                due[name] += period
+                if name not in skip:
+                    sender.send(name, frames[name])
+                    sent += 1
+        time.sleep(max(0.0, min(due.values()) - time.monotonic()))
+    return sent

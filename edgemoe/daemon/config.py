@@ -10,14 +10,9 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from edgemoe.core.errors import ConfigError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from edgemoe.core.config import StrictModel, load_yaml_as, validate_as
 
 
 def _loopback(host: str) -> bool:
@@ -29,7 +24,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-class Endpoint(_Strict):
+class Endpoint(StrictModel):
     """A UDP ``host:port`` or a Unix datagram socket ``path`` (exactly one)."""
 
     host: str = "127.0.0.1"
@@ -47,7 +42,7 @@ class Endpoint(_Strict):
         return self
 
 
-class Dropout(_Strict):
+class Dropout(StrictModel):
     """A scripted outage in a replay: ``sensor`` sends nothing (or NaN frames) in [start_s, end_s)."""
 
     sensor: str
@@ -62,7 +57,7 @@ class Dropout(_Strict):
         return self
 
 
-class Replay(_Strict):
+class Replay(StrictModel):
     """Play a dataset split at the sensors' nominal rates."""
 
     dataset: Path
@@ -73,7 +68,7 @@ class Replay(_Strict):
     dropouts: tuple[Dropout, ...] = ()
 
 
-class Sources(_Strict):
+class Sources(StrictModel):
     network: tuple[Endpoint, ...] = ()
     replay: Replay | None = None
 
@@ -84,7 +79,7 @@ class Sources(_Strict):
         return self
 
 
-class Flags(_Strict):
+class Flags(StrictModel):
     """External availability flags: a control socket and/or a flags file (YAML ``sensor: on|off|auto``)."""
 
     control: Endpoint | None = None
@@ -92,31 +87,31 @@ class Flags(_Strict):
     poll_s: float = Field(0.5, gt=0)
 
 
-class Tracker(_Strict):
+class Tracker(StrictModel):
     hold_s: float = Field(0.5, ge=0)  # hysteresis: min seconds between state changes of a sensor
     restart_window: int = Field(1024, ge=1)
 
 
-class Loop(_Strict):
+class Loop(StrictModel):
     schedule: Literal["fixed", "on_arrival"] = "fixed"
     rate_hz: float = Field(20.0, gt=0, le=10000)  # fixed: tick rate
     max_rate_hz: float = Field(200.0, gt=0)  # on_arrival: at most this many predictions/s
     max_batch: int = Field(256, ge=1)  # datagrams read per source per wake-up
 
 
-class JsonlSink(_Strict):
+class JsonlSink(StrictModel):
     path: Path
     max_bytes: int = Field(50_000_000, ge=1024)
     backups: int = Field(5, ge=0)
     flush_every: int = Field(1, ge=1)  # records between flushes
 
 
-class Sinks(_Strict):
+class Sinks(StrictModel):
     jsonl: JsonlSink | None = None
     datagram: tuple[Endpoint, ...] = ()
 
 
-class Metrics(_Strict):
+class Metrics(StrictModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
@@ -129,7 +124,7 @@ class Metrics(_Strict):
         return self
 
 
-class DaemonConfig(_Strict):
+class DaemonConfig(StrictModel):
     sources: Sources
     flags: Flags = Flags()
     tracker: Tracker = Tracker()
@@ -140,20 +135,8 @@ class DaemonConfig(_Strict):
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> DaemonConfig:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(f"key '{'.'.join(str(p) for p in e['loc']) or '<root>'}': {e['msg']}"
-                                 for e in exc.errors())
-            raise ConfigError(f"{source}: {problems}") from None
+        return validate_as(cls, data, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DaemonConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"daemon config not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        return cls.from_dict(data, str(path))
+        return load_yaml_as(cls, Path(path), "daemon config")
