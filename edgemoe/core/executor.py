@@ -16,6 +16,7 @@ import numpy as np
 
 from edgemoe.core.engine import Engine
 from edgemoe.core.errors import EngineError
+from edgemoe.core.mask import all_masks
 from edgemoe.core.plan import Plan, StageLayout
 
 
@@ -44,9 +45,13 @@ class PlanExecutor:
         self.layout = layout
         self.engines = dict(engines)
         self.max_batch = max_batch
-        self.constants = dict(constants or {})  # sensor name -> [S, D] filler tokens
+        # sensor name -> [S, D] filler tokens; ``sensor@mask`` overrides it for one mask (a bank
+        # with one filler per sensor combination)
+        self.constants = dict(constants or {})
         if layout.filler == "constant":
-            absent = [s for s in layout.sensors if s not in self.constants]
+            absent = sorted({layout.sensors[i] for mask in all_masks(layout.num_sensors)
+                             for i in range(layout.num_sensors) if not mask >> i & 1
+                             and constant_key(layout.sensors[i], mask, self.constants) is None})
             if absent:
                 raise EngineError(f"filler 'constant' needs stored tokens for sensors {absent}")
         s, d = layout.tokens_per_sensor, layout.dim
@@ -61,7 +66,7 @@ class PlanExecutor:
         ran: list[str] = []
         tokens = self._encode(plan, frames, batch, ran)
         flat = tokens.reshape(batch * tokens.shape[1], self.layout.dim)
-        mixed, counts = self._mix(plan, flat, ran)
+        mixed, counts = self._mix(plan, flat, batch, ran)
         pooled = mixed.reshape(batch, -1, self.layout.dim).mean(axis=1)
         head = self.engines[plan.head]
         np.copyto(head.input("pooled", pooled.shape), pooled)
@@ -87,7 +92,8 @@ class PlanExecutor:
         for sensor, how in plan.fillers:
             k = slot[sensor]
             if how == "constant":
-                tokens[:, k * s : (k + 1) * s] = self.constants[self.layout.sensors[sensor]]
+                key = constant_key(self.layout.sensors[sensor], plan.mask, self.constants)
+                tokens[:, k * s : (k + 1) * s] = self.constants[key]  # type: ignore[index]
             else:
                 self._impute(how, tokens, plan, slot, k, ran)
         return tokens
@@ -104,16 +110,10 @@ class PlanExecutor:
         tokens[:, k * s : (k + 1) * s] = engine.wait()["tokens"]
         ran.append(stage)
 
-    def _mix(self, plan: Plan, flat: np.ndarray, ran: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _mix(self, plan: Plan, flat: np.ndarray, batch: int, ran: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Gate, top-k, dispatch to the chosen experts, weighted residual sum."""
         layout = self.layout
-        gate = self.engines[plan.gate]
-        np.copyto(gate.input("tokens", flat.shape), flat)
-        gate.launch()
-        scores = gate.wait()["scores"]
-        ran.append(plan.gate)
-        chosen = top_k_indices(scores, layout.top_k)
-        weights = top_k_softmax(scores, chosen)
+        chosen, weights = self._route(plan, flat, batch, ran)
         mixed = self._mixed[: flat.shape[0]]
         np.copyto(mixed, flat)
         counts = np.zeros(layout.num_experts, np.int64)
@@ -134,6 +134,34 @@ class PlanExecutor:
             mixed[rows] += w[:, None] * out["delta"]
             ran.append(stage)
         return mixed, counts
+
+    def _route(self, plan: Plan, flat: np.ndarray, batch: int, ran: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k experts and softmax weights per token. ``route_by='sample'`` scores each
+        sample's mean token (input ``pooled``) once and gives all its tokens that choice."""
+        gate = self.engines[plan.gate]
+        if self.layout.route_by == "sample":
+            per_sample = flat.shape[0] // batch
+            pooled = flat.reshape(batch, per_sample, self.layout.dim).mean(axis=1)
+            np.copyto(gate.input("pooled", pooled.shape), pooled)
+        else:
+            np.copyto(gate.input("tokens", flat.shape), flat)
+        gate.launch()
+        scores = gate.wait()["scores"]
+        ran.append(plan.gate)
+        chosen = top_k_indices(scores, self.layout.top_k)
+        weights = top_k_softmax(scores, chosen)
+        if self.layout.route_by == "sample":
+            chosen = np.repeat(chosen, per_sample, axis=0)
+            weights = np.repeat(weights, per_sample, axis=0)
+        return chosen, weights
+
+
+def constant_key(sensor: str, mask: int, constants: Mapping[str, np.ndarray]) -> str | None:
+    """The stored filler of ``sensor`` under ``mask``: ``sensor@mask`` if present, else ``sensor``."""
+    for key in (f"{sensor}@{mask}", sensor):
+        if key in constants:
+            return key
+    return None
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
