@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("edgemoe.recipes.export", "cut a checkpoint into per-stage ONNX graphs (a model bundle)"),
     "build": ("edgemoe.recipes.build", "build a model bundle into engines for a target profile"),
     "infer": ("edgemoe.recipes.infer", "run the engine runtime on dataset samples under a mask"),
+    "bench": ("edgemoe.recipes.bench", "rank the missing-sensor methods: accuracy per mask, rates, seeds"),
     "demo": ("edgemoe.recipes.demo", "synthesise, train, export, build and replay a sensor stream"),
 }
 
