@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("edgemoe.recipes.infer", "run the engine runtime on dataset samples under a mask"),
     "profile": ("edgemoe.recipes.profile", "latency profile of an engine bundle per mask; 'profile compare A B'"),
     "run": ("edgemoe.recipes.run", "the sensor-loop daemon: live frames -> availability mask -> predictions"),
+    "bench": ("edgemoe.recipes.bench", "rank the missing-sensor methods: accuracy per mask, rates, seeds"),
     "demo": ("edgemoe.recipes.demo", "synthesise, train, export, build and replay a sensor stream"),
 }
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from edgemoe.core.engine import Engine
 from edgemoe.core.errors import EngineError
+from edgemoe.core.mask import all_masks
 from edgemoe.core.plan import Plan, StageLayout
 
 
@@ -72,9 +73,13 @@ class PlanExecutor:
         self.layout = layout
         self.engines = dict(engines)
         self.max_batch = max_batch
-        self.constants = dict(constants or {})  # sensor name -> [S, D] filler tokens
+        # sensor name -> [S, D] filler tokens; ``sensor@mask`` overrides it for one mask (a bank
+        # with one filler per sensor combination)
+        self.constants = dict(constants or {})
         if layout.filler == "constant":
-            absent = [s for s in layout.sensors if s not in self.constants]
+            absent = sorted({layout.sensors[i] for mask in all_masks(layout.num_sensors)
+                             for i in range(layout.num_sensors) if not mask >> i & 1
+                             and constant_key(layout.sensors[i], mask, self.constants) is None})
             if absent:
                 raise EngineError(f"filler 'constant' needs stored tokens for sensors {absent}")
         tokens, k, d = max_batch * layout.num_sensors * layout.tokens_per_sensor, layout.top_k, layout.dim
@@ -83,6 +88,8 @@ class PlanExecutor:
         self._rows = np.zeros(tokens * k, np.int64)  # token row of each grouped (token, slot)
         self._ones = np.ones(tokens, np.float32)  # sums the tokens of a batch-1 frame in one dot
         self._samples = np.arange(max_batch)[:, None]  # sample index, to split rows per sample
+        # per-sample routing scores pooled tokens, so tokens need a buffer of their own
+        self._tokens = np.zeros((tokens, d), np.float32) if layout.route_by == "sample" else None
         self._programs: dict[int, _Program] = {}
 
     def prepare(self, plans: Iterable[Plan]) -> None:
@@ -103,11 +110,10 @@ class PlanExecutor:
         program = self._programs.get(plan.mask) or self._program(plan)
         d = self.layout.dim
         n = batch * program.tokens
-        flat = program.gate.input("tokens", (n, d))
+        flat = program.gate.input("tokens", (n, d)) if self._tokens is None else self._tokens[:n]
         tokens = flat.reshape(batch, program.tokens, d)
         self._encode(program, frames, tokens)
-        program.gate.launch()
-        scores = program.gate.wait()["scores"]
+        scores = self._score(program.gate, tokens)
         ran, counts, rows, weights = self._mix(program, flat, scores)
         head = program.head
         pooled = head.input("pooled", (batch, d))
@@ -130,8 +136,8 @@ class PlanExecutor:
         s = layout.tokens_per_sensor
         first = {sensor: i * s for i, sensor in enumerate(plan.token_sensors)}
         encoders = tuple((i, e[st], first[i], first[i] + s) for i, st in zip(plan.present, plan.encoders))
-        constants = tuple((self.constants[layout.sensors[i]], first[i], first[i] + s)
-                          for i, how in plan.fillers if how == "constant")
+        constants = tuple((self.constants[constant_key(layout.sensors[i], plan.mask, self.constants) or ""],
+                           first[i], first[i] + s) for i, how in plan.fillers if how == "constant")
         imputers = tuple((how, e[how], first[i], first[i] + s) for i, how in plan.fillers if how != "constant")
         program = _Program(
             encoders, constants, imputers, tuple((first[i], first[i] + s) for i in plan.present),
@@ -140,6 +146,17 @@ class PlanExecutor:
         )
         self._programs[plan.mask] = program
         return program
+
+    def _score(self, gate: Engine, tokens: np.ndarray) -> np.ndarray:
+        """Gate scores per token ``[B*T, N]``. With ``route_by='sample'`` the gate scores each
+        sample's mean token (input ``pooled``) and every token of the sample takes that score."""
+        if self._tokens is None:  # the encoders already wrote the gate's input in place
+            gate.launch()
+            return gate.wait()["scores"]
+        batch, per_sample = tokens.shape[:2]
+        np.mean(tokens, axis=1, out=gate.input("pooled", (batch, self.layout.dim)))
+        gate.launch()
+        return np.repeat(gate.wait()["scores"], per_sample, axis=0)
 
     def _encode(self, program: _Program, frames: Mapping[int, np.ndarray], tokens: np.ndarray) -> None:
         """Encoders write into the gate's input buffer ``tokens`` ``[B, T, D]``; fillers after."""
@@ -201,6 +218,14 @@ class PlanExecutor:
                 weights[part] = out["confidence"][:, 0]
             ran.append(stage)
         return ran, counts, rows, weights
+
+
+def constant_key(sensor: str, mask: int, constants: Mapping[str, np.ndarray]) -> str | None:
+    """The stored filler of ``sensor`` under ``mask``: ``sensor@mask`` if present, else ``sensor``."""
+    for key in (f"{sensor}@{mask}", sensor):
+        if key in constants:
+            return key
+    return None
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:

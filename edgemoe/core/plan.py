@@ -93,7 +93,10 @@ class StageLayout:
     def max_dims(self, max_batch: int) -> dict[str, int]:
         """Largest size of each symbolic dim, for buffers and optimisation profiles."""
         tokens = max_batch * self.num_sensors * self.tokens_per_sensor
-        return {"batch": max_batch, "tokens": tokens}
+        dims = {"batch": max_batch, "tokens": tokens}
+        if self.filler == "imputer":  # an imputer sees the present sensors' tokens
+            dims["context"] = max(1, (self.num_sensors - 1) * self.tokens_per_sensor)
+        return dims
 
 
 @dataclass(frozen=True)

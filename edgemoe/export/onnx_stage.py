@@ -59,18 +59,20 @@ def export_stage(name: str, stage: StageModule, max_dims: Mapping[str, int], sim
         raise ExportError(f"stage '{name}': torch.onnx export failed: {exc}") from exc
     model = program.model_proto
     if simplify:
-        model = _simplify(name, model)
+        shapes = {spec.name: [d if isinstance(d, int) else sizes[d] for d in spec.shape] for spec in stage.inputs}
+        model = _simplify(name, model, shapes)
     check_parity(name, stage, model, max_dims)
     return model
 
 
-def _simplify(name: str, model: onnx.ModelProto) -> onnx.ModelProto:
+def _simplify(name: str, model: onnx.ModelProto, shapes: Mapping[str, list[int]]) -> onnx.ModelProto:
     try:
         import onnxsim
     except ImportError:  # onnxsim has no wheels for every Python; simplification is optional
         return model
     with contextlib.redirect_stdout(io.StringIO()):  # onnxsim narrates its checks on stdout
-        simplified, ok = onnxsim.simplify(model, check_n=2)
+        # explicit check shapes: a dim the exporter left unnamed would otherwise stop the check
+        simplified, ok = onnxsim.simplify(model, check_n=2, test_input_shapes=dict(shapes))
     if not ok:
         raise ExportError(f"stage '{name}': onnxsim's numeric check failed on the simplified graph")
     return simplified

@@ -8,7 +8,7 @@ arithmetic per token is the executor's, so the two agree to float rounding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ class ModelOutput:
     aux_loss: torch.Tensor  # scalar, already weighted
     chosen: torch.Tensor  # [B, T, k] expert indices per token
     token_mask: torch.Tensor  # [B, T] bool, tokens that count
+    # method-specific tensors that ``loss`` needs with the labels (probe inputs, second pass, ...)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class SparseMoE(nn.Module):
     """The baseline every other method must beat."""
 
     filler = "drop"
+    mixing = "softmax"
+    route_by = "token"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -142,7 +146,8 @@ class SparseMoE(nn.Module):
         return StageLayout(
             sensors=self.config.sensor_names, tokens_per_sensor=spec.tokens_per_sensor,
             dim=spec.dim, num_experts=spec.num_experts, top_k=spec.top_k,
-            num_classes=self.config.num_classes, filler=self.filler,
+            num_classes=self.config.num_classes, filler=self.filler, mixing=self.mixing,
+            route_by=self.route_by,
         )
 
     def stage_modules(self) -> dict[str, StageModule]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgemoe.core.mask import full_mask, masks_to_bits
+from edgemoe.core.mask import bits_to_masks, full_mask, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.model.registry import build_model
@@ -43,6 +43,24 @@ def sample_masks(recorded: np.ndarray, dropout: float, num_sensors: int, rng: np
     return np.where(masks == 0, recorded, masks)
 
 
+def drop_cells(recorded: np.ndarray, rate: float, num_sensors: int, rng: np.random.Generator) -> np.ndarray:
+    """The random-rate missing pattern: drop ``floor(B*M*rate)`` recorded (sample, sensor) cells,
+    chosen uniformly, always keeping at least one sensor per sample."""
+    bits = masks_to_bits(recorded, num_sensors)
+    n = bits.shape[0]
+    keys = rng.random(bits.shape)
+    protected = np.zeros_like(bits)
+    protected[np.arange(n), np.argmax(np.where(bits, keys, -1.0), axis=1)] = True
+    droppable = np.flatnonzero((bits & ~protected).reshape(-1))
+    count = min(int(n * num_sensors * rate), droppable.size)
+    flat = bits.reshape(-1).copy()
+    flat[rng.choice(droppable, count, replace=False)] = False
+    return bits_to_masks(flat.reshape(bits.shape))
+
+
+MaskSampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
 def to_tensors(frames: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in frames.items()}
 
@@ -65,10 +83,17 @@ def torch_predictor(model: SparseMoE, batch: int = 1024) -> Callable[[Mapping[st
 
 
 class Trainer:
-    def __init__(self, config: ModelConfig, log: EpochLog = print, progress: bool = True) -> None:
+    """``mask_sampler(recorded, rng) -> masks`` replaces the sensor-dropout draw (e.g. the
+    random-rate setting); ``select_masks`` limits the validation masks that pick the best epoch
+    (e.g. a dedicated model's own mask)."""
+
+    def __init__(self, config: ModelConfig, log: EpochLog = print, progress: bool = True,
+                 mask_sampler: MaskSampler | None = None, select_masks: list[int] | None = None) -> None:
         self.config = config
         self.log = log
         self.progress = progress
+        self.mask_sampler = mask_sampler
+        self.select_masks = select_masks
 
     def fit(self, train: Split, val: Split) -> TrainResult:
         cfg = self.config.training
@@ -87,7 +112,7 @@ class Trainer:
                 started = time.perf_counter()
                 loss, acc = self._epoch(model, train, optim, sched, rng, lambda: bar.advance(task))
                 model.eval()
-                table = evaluate_masks(torch_predictor(model), val, self.config, "val")
+                table = evaluate_masks(torch_predictor(model), val, self.config, "val", self.select_masks)
                 row = {"epoch": epoch, "loss": loss, "train_acc": acc, "val_mean_acc": table.mean["accuracy"],
                        "val_worst_acc": table.worst.accuracy, "seconds": time.perf_counter() - started}
                 history.append(row)
@@ -108,7 +133,11 @@ class Trainer:
         m = self.config.num_sensors
         model.train()
         order = rng.permutation(len(train))
-        masks = sample_masks(train.recorded(m)[order], cfg.sensor_dropout, m, rng)
+        recorded = train.recorded(m)[order]
+        if self.mask_sampler is None:
+            masks = sample_masks(recorded, cfg.sensor_dropout, m, rng)
+        else:
+            masks = self.mask_sampler(recorded, rng)
         total_loss, correct = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
