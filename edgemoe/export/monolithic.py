@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from edgemoe.core.mask import masks_to_bits
-from edgemoe.export.onnx_stage import OPSET, ExportError, _simplify
+from edgemoe.export.onnx_stage import OPSET, ExportError, simplify_graph
 from edgemoe.model.smoe import SparseMoE
 
 PRESENT = "present"
@@ -107,7 +107,7 @@ def _export(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[st
     if program is None:
         raise ExportError(f"{what}: torch.onnx export returned nothing")
     graph = program.model_proto
-    return _simplify(what, graph) if simplify else graph
+    return simplify_graph(what, graph) if simplify else graph
 
 
 def _compare(graph: onnx.ModelProto, args: tuple[torch.Tensor, ...], want: np.ndarray, what: str) -> None:

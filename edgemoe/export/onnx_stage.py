@@ -60,19 +60,22 @@ def export_stage(name: str, stage: StageModule, max_dims: Mapping[str, int], sim
     model = program.model_proto
     if simplify:
         shapes = {spec.name: [d if isinstance(d, int) else sizes[d] for d in spec.shape] for spec in stage.inputs}
-        model = _simplify(name, model, shapes)
+        model = simplify_graph(name, model, shapes)
     check_parity(name, stage, model, max_dims)
     return model
 
 
-def _simplify(name: str, model: onnx.ModelProto, shapes: Mapping[str, list[int]]) -> onnx.ModelProto:
+def simplify_graph(name: str, model: onnx.ModelProto,
+                   shapes: Mapping[str, list[int]] | None = None) -> onnx.ModelProto:
+    """onnxsim with its numeric check; ``shapes`` pins the check's input shapes (needed when a
+    dynamic dim other than the first exists). Skipped where onnxsim is not installed."""
     try:
         import onnxsim
     except ImportError:  # onnxsim has no wheels for every Python; simplification is optional
         return model
     with contextlib.redirect_stdout(io.StringIO()):  # onnxsim narrates its checks on stdout
         # explicit check shapes: a dim the exporter left unnamed would otherwise stop the check
-        simplified, ok = onnxsim.simplify(model, check_n=2, test_input_shapes=dict(shapes))
+        simplified, ok = onnxsim.simplify(model, check_n=2, test_input_shapes=dict(shapes or {}))
     if not ok:
         raise ExportError(f"stage '{name}': onnxsim's numeric check failed on the simplified graph")
     return simplified
