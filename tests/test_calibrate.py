@@ -272,3 +272,13 @@ def test_precision_choice_follows_budgets_and_demotes_when_the_combination_is_ov
                                                          "d": "fp16", "e": "int8"}
     assert auto.final_cost.worst <= budgets.int8_worst
     assert "int8_alone" in auto.choices["c"].evidence and "fp16_alone" in auto.choices["c"].evidence
+
+
+def test_mask_dependent_input_sizes_keep_the_most_frequent_shape() -> None:
+    """An imputer's context grows with the present sensors; a set keeps one shape per input."""
+    from edgemoe.calibrate.collect import _subsample
+
+    records = [{"context": np.ones((2, 8, 4), np.float32)}, {"context": np.ones((3, 12, 4), np.float32)},
+               {"context": np.ones((1, 12, 4), np.float32)}, {}]
+    kept = _subsample(records, limit=100, rng=np.random.default_rng(0))
+    assert kept["context"].shape == (4, 12, 4)

@@ -172,9 +172,18 @@ def _set_rows(stage_set: Mapping[str, np.ndarray]) -> int:
 
 
 def _subsample(records: list[dict[str, np.ndarray]], limit: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Concatenate a stage's recorded runs and keep a random ``limit`` rows (all inputs alike)."""
+    """Concatenate a stage's recorded runs and keep a random ``limit`` rows (all inputs alike).
+
+    A stage whose input size depends on the mask (an imputer's ``context`` grows with the number
+    of present sensors) is recorded at several shapes; a set holds one shape per input, so only
+    the runs of the most frequent shape are kept (the imputer's weights and activation ranges are
+    the same whatever the context length)."""
+    records = [r for r in records if r]
     if not records:
         return {}
+    signature = [tuple(v.shape[1:] for v in r.values()) for r in records]
+    common = max(set(signature), key=signature.count)
+    records = [r for r, sig in zip(records, signature) if sig == common]
     joined = {name: np.concatenate([r[name] for r in records], 0) for name in records[0]}
     n = len(next(iter(joined.values())))
     if n > limit:
