@@ -149,6 +149,10 @@ def collect_naive(variants: VariantEngines, split: Split, recipe: CalibrationRec
     sets = {stage: _subsample(records, recipe.samples_per_stage, rng) for stage, records in sinks.items()}
     for stage in sorted(experts):
         sets[stage] = {"tokens": rng.standard_normal((recipe.samples_per_stage, layout.dim)).astype(np.float32)}
+    context = layout.max_dims(1).get("context")
+    for stage in [s for s in sinks if s.startswith("imputer[")]:  # never run with every sensor present
+        shape = (recipe.samples_per_stage, context, layout.dim)
+        sets[stage] = {"context": rng.standard_normal(shape).astype(np.float32)}
     report = CollectionReport("naive", rounds=1, frames=int(index.size), mask_counts={full: int(index.size)},
                               routed_tokens={s: recipe.samples_per_stage for s in sorted(experts)})
     report.kept = {stage: _set_rows(s) for stage, s in sets.items()}
