@@ -6,7 +6,7 @@ turns sensor names into masks and back goes through these functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -70,7 +70,3 @@ def bits_to_masks(bits: np.ndarray) -> np.ndarray:
     weights = 1 << np.arange(bits.shape[1], dtype=np.int64)
     return (np.asarray(bits, dtype=np.int64) * weights).sum(axis=1)
 
-
-def iter_named_masks(sensor_names: Sequence[str]) -> Iterator[tuple[Mask, str]]:
-    for mask in all_masks(len(sensor_names)):
-        yield mask, mask_label(mask, sensor_names)
