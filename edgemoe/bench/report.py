@@ -20,10 +20,13 @@ def _ms(values: list[float]) -> str:
 def markdown(result: BenchResult, title: str, note: str = "") -> str:
     cfg, s = result.config, result.settings
     names = cfg.sensor_names
+    epochs = s.epochs or cfg.training.epochs
+    selection = f"selected on validation from epoch {s.select_from(epochs)}"
     lines = [f"# {title}", "", note, "",
-             f"Methods {', '.join(s.methods)}; seeds {list(s.seeds)}; rates {list(s.rates)}; "
-             f"epochs {s.epochs or cfg.training.epochs}; training samples capped at {s.train_limit or 'none'}; "
-             f"run time {result.seconds / 60:.1f} min. Values: mean ± std over seeds, in %.", ""]
+             (f"Methods {', '.join(s.methods)}; seeds {list(s.seeds)}; rates {list(s.rates)}; "
+              f"epochs {epochs} ({selection}); training samples capped at {s.train_limit or 'none'}; "
+              f"{s.jobs} parallel job(s); run time {result.seconds / 60:.1f} min. "
+              "Values: mean ± std over seeds, in %."), ""]
     settings = list(next(iter(result.scores.values())))
     lines += ["## Method × setting (accuracy / macro-F1 / AUROC)", "",
               "| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
@@ -40,8 +43,8 @@ def markdown(result: BenchResult, title: str, note: str = "") -> str:
         cells = [_ms([per[c]["accuracy"] for per in result.masks[m].values()]) for m in result.masks]
         lines.append(f"| {mask_label(c, names)} | " + " | ".join(cells) + " |")
     lines += ["", "## Routing per mask: entropy (nats) / max expert share / unused experts (seed-mean)", "",
-              f"N = {cfg.model.num_experts} experts, top-{cfg.model.top_k}; collapse bar: max share ≤ 2/N = "
-              f"{2 / cfg.model.num_experts:.2f} and 0 unused.", ""]
+              (f"N = {cfg.model.num_experts} experts, top-{cfg.model.top_k}; collapse bar: max share ≤ 2/N = "
+               f"{2 / cfg.model.num_experts:.2f} and 0 unused."), ""]
     routed = [m for m in result.masks if "max_share" in next(iter(result.masks[m].values()))[1]]
     lines += ["| mask | " + " | ".join(routed) + " |", "|---" * (len(routed) + 1) + "|"]
     for c in all_masks(cfg.num_sensors):

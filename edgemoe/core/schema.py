@@ -89,6 +89,17 @@ class TrainSpec(StrictModel):
     load_balance_weight: float = Field(0.01, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)
+    # Epochs before this one skip validation and cannot be selected. Validating every mask costs
+    # about as much as an epoch of training, and under the one-cycle schedule the best epoch
+    # comes late, so a budgeted run (the accuracy benchmark) validates only the second half.
+    select_from_epoch: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _selection_within_schedule(self) -> TrainSpec:
+        if self.select_from_epoch > self.epochs:
+            raise ValueError(f"training.select_from_epoch={self.select_from_epoch} is after the last "
+                             f"epoch (training.epochs={self.epochs}): no epoch could be selected")
+        return self
 
 
 class ModelConfig(StrictModel):

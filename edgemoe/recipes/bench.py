@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from edgemoe.bench.accuracy import BenchSettings, run_benchmark
@@ -21,9 +22,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
     parser.add_argument("--methods", default=None, help="comma list (default: all)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, the benchmark budget)")
     parser.add_argument("--train-limit", type=int, default=None, help="cap training samples")
     parser.add_argument("--rates", default=None, help="comma list of rates (default 0.1,0.3,0.5)")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                        help="trainings run in parallel (default: one per available core)")
+    parser.add_argument("--select-all-epochs", action="store_true",
+                        help="validate every epoch (default: only the second half, where the best epoch lies)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, rate 0.5, 512 samples (CI)")
     parser.add_argument("--note", default="", help="text put under the title (e.g. what was reduced)")
     parser.set_defaults(func=run)
@@ -31,7 +36,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    settings = BenchSettings(**(QUICK if args.quick else {}))
+    settings = BenchSettings(**(QUICK if args.quick else {}), jobs=max(1, args.jobs),
+                             select_late=not args.select_all_epochs)
     if args.methods:
         settings.methods = tuple(args.methods.split(","))
     if args.seeds:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgemoe.core.mask import full_mask, mask_label, mask_names, masks_to_bits, bits_to_masks
+from edgemoe.core.mask import bits_to_masks, full_mask, mask_label, mask_names, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 

@@ -2,7 +2,8 @@
 
 Each sample keeps all its sensors with probability ``1 - sensor_dropout``; otherwise it is shown
 under a uniformly drawn non-empty mask, so every sensor combination is trained. Selection uses
-the mean validation accuracy over all masks, never the test split.
+the mean validation accuracy over all masks, never the test split, over the epochs from
+``training.select_from_epoch`` on.
 """
 
 from __future__ import annotations
@@ -111,6 +112,12 @@ class Trainer:
             for epoch in range(1, cfg.epochs + 1):
                 started = time.perf_counter()
                 loss, acc = self._epoch(model, train, optim, sched, rng, lambda: bar.advance(task))
+                if epoch < cfg.select_from_epoch:
+                    history.append({"epoch": epoch, "loss": loss, "train_acc": acc,
+                                    "seconds": time.perf_counter() - started})
+                    self.log(f"epoch {epoch:3d}/{cfg.epochs}  loss {loss:.4f}  train acc {acc:.4f}  "
+                             f"(not validated: selection starts at epoch {cfg.select_from_epoch})")
+                    continue
                 model.eval()
                 table = evaluate_masks(torch_predictor(model), val, self.config, "val", self.select_masks)
                 row = {"epoch": epoch, "loss": loss, "train_acc": acc, "val_mean_acc": table.mean["accuracy"],
