@@ -24,7 +24,7 @@ from edgemoe.daemon.config import DaemonConfig, JsonlSink
 from edgemoe.daemon.service import Daemon
 from edgemoe.daemon.sinks import JsonLinesSink
 from edgemoe.daemon.wire import encode
-from tests.daemon_helpers import frames_for, read_records, send_at_rates
+from tests.daemon_helpers import read_records, send_at_rates
 
 HOLD = 0.2
 RATE = 50.0

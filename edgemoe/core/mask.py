@@ -6,7 +6,9 @@ turns sensor names into masks and back goes through these functions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +59,28 @@ def parse_mask(text: str, sensor_names: Sequence[str]) -> Mask:
     if not 0 < value <= full_mask(len(sensor_names)):
         raise ConfigError(f"mask {text} out of range 1..{full_mask(len(sensor_names))}")
     return value
+
+
+def parse_mask_selection(values: Iterable[str], sensor_names: Sequence[str]) -> list[Mask]:
+    """``--fuse`` style selections: ``all``, masks as for :func:`parse_mask`, or the path of a
+    ``*.json`` choice file (``{"masks": [...]}``: the ``fused_choice.json`` that ``edgemoe profile`` writes)."""
+    chosen: set[Mask] = set()
+    for value in values:
+        if value == "all":
+            chosen.update(all_masks(len(sensor_names)))
+        elif value.endswith(".json"):
+            chosen.update(_read_choice(value, sensor_names))
+        else:
+            chosen.add(parse_mask(value, sensor_names))
+    return sorted(chosen)
+
+
+def _read_choice(path: str, sensor_names: Sequence[str]) -> list[Mask]:
+    try:
+        masks = json.loads(Path(path).read_text())["masks"]
+        return [parse_mask(str(m), sensor_names) for m in masks]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a mask choice file (want {{\"masks\": [...]}}): {exc}") from None
 
 
 def masks_to_bits(masks: np.ndarray, num_sensors: int) -> np.ndarray:

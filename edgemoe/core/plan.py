@@ -45,6 +45,14 @@ GATE = "gate"
 HEAD = "head"
 
 
+def fused_stage(mask: int) -> str:
+    """The stage name of a mask's fused engine (its whole forward in one graph): ``fused[5]``."""
+    return f"fused[{mask}]"
+
+
+FUSED_DIMS = {"batch": 1}  # fused engines serve single frames; batches take the staged plan
+
+
 def stage_file_stem(stage: str) -> str:
     """``expert[3]`` -> ``expert_3`` for file names."""
     return stage.replace("[", "_").replace("]", "")

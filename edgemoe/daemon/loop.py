@@ -104,8 +104,7 @@ class SensorLoop:
         line = encode_record(prediction_record(self.predictions, prediction, self.bundle_id))
         for sink in self.sinks:
             sink.write(line)
-        self.metrics.predictions.inc()
-        self.metrics.latency.observe(prediction.latency_s)
+        self.metrics.predicted(mask, prediction.latency_s)
 
     def swap_if_offered(self) -> None:
         if self._offered is None:

@@ -12,7 +12,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from edgemoe.core.mask import mask_label
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -30,10 +39,16 @@ class DaemonMetrics:
         self.mask = Gauge("edgemoe_mask", "Current published sensor mask", registry=r)
         self.switches = Counter("edgemoe_mask_switches", "Changes of the published mask", registry=r)
         self.predictions = Counter("edgemoe_predictions", "Predictions written to the sinks", registry=r)
+        # which sensor combinations the robot actually sees: the frequencies that pick hot masks
+        # for fused engines ('edgemoe profile ENGINES --frequencies metrics.txt')
+        self.mask_predictions = Counter("edgemoe_mask_predictions", "Predictions per sensor mask", ["mask"],
+                                        registry=r)
         self.reloads = Counter("edgemoe_reloads", "Engine bundle reloads", ["result"], registry=r)
         self.latency = Histogram("edgemoe_latency_seconds", "Runtime latency per prediction",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self._drop_children: dict[str, Any] = {}
+        self._mask_children: dict[int, Any] = {}
+        self._names = sensor_names
         self._sensor_frames = [self.frames.labels(n) for n in sensor_names]
         self._sensor_available = [self.available.labels(n) for n in sensor_names]
 
@@ -42,6 +57,15 @@ class DaemonMetrics:
         if child is None:
             child = self._drop_children[reason] = self.drops.labels(reason)
         child.inc()
+
+    def predicted(self, mask: int, latency_s: float) -> None:
+        """One prediction made under ``mask``."""
+        child = self._mask_children.get(mask)
+        if child is None:
+            child = self._mask_children[mask] = self.mask_predictions.labels(mask_label(mask, self._names))
+        child.inc()
+        self.predictions.inc()
+        self.latency.observe(latency_s)
 
     def frame(self, sensor: int) -> None:
         self._sensor_frames[sensor].inc()
@@ -80,7 +104,7 @@ class OpsServer:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 if self.path.startswith("/healthz"):
                     ok, body = health.status()
                     self._send(200 if ok else 503, "application/json", json.dumps(body).encode())

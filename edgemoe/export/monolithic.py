@@ -7,10 +7,12 @@ so the answer equals the model's; top-k and every expert sit inside the graph. S
 all encoders and all experts for every frame, whatever is missing — which is what the per-mask
 runtime is measured against (benchmarks/). It is a comparison artefact, not a deployment path.
 
-``export_fused``: one mask's whole forward as one graph — only that mask's encoders, then gate,
-top-k, every expert densely and the head — so a hot mask can run as one engine call instead of
-one per stage, trading memory (a second copy of the weights) for dispatch. The benchmark measures
-the latency gained and the memory paid per fused mask.
+``export_fused``: one mask's whole forward as one batch-1 graph — only that mask's encoders (the
+others fold away), its fillers, gate, top-k, every expert densely and the head — so a hot mask
+runs as one engine call instead of one per stage, trading memory (a second copy of the weights)
+for dispatch. The bundle carries them beside the stages (``fused`` in the manifest), the runtime
+uses them for single frames of their mask, and ``edgemoe profile`` measures the latency gained and
+the memory paid per fused mask and chooses which masks are worth it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from edgemoe.core.mask import masks_to_bits
+from edgemoe.core.plan import fused_stage
 from edgemoe.export.onnx_stage import OPSET, ExportError, simplify_graph
 from edgemoe.model.smoe import SparseMoE
 
@@ -60,40 +63,49 @@ def monolithic_feeds(model: SparseMoE, frames: Mapping[str, np.ndarray], mask: i
 
 
 class FusedMask(nn.Module):
-    """``(*present frames) -> probs`` for one mask: missing sensors contribute no tokens (drop)."""
+    """``(*present frames) -> probs`` for one mask at batch 1: the model's own forward with the
+    mask baked in as a constant. The missing sensors' inputs are constant zeros, so constant
+    folding removes their encoders (and the filler work that depends only on the mask) from the
+    graph; every method's forward works unchanged, which is what keeps fused and staged answers
+    equal."""
 
     def __init__(self, model: SparseMoE, mask: int) -> None:
         super().__init__()
         self.model = model.eval()
-        self.names = [n for i, n in enumerate(model.config.sensor_names) if mask >> i & 1]
+        self.specs = model.config.sensors
+        self.present_names = [s.name for i, s in enumerate(self.specs) if mask >> i & 1]
+        bits = masks_to_bits(np.array([mask]), model.config.num_sensors)
+        self.register_buffer("present", torch.from_numpy(bits), persistent=False)
 
     def forward(self, *frames: torch.Tensor) -> torch.Tensor:
-        tokens = torch.cat([self.model.encoders[n](f) for n, f in zip(self.names, frames)], 1)
-        token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
-        mixed, _, _ = self.model.mix(tokens, token_mask)
-        return torch.softmax(self.model.head(mixed.mean(1)), dim=-1)
+        given = dict(zip(self.present_names, frames))
+        inputs = {s.name: given.get(s.name, torch.zeros(1, *s.shape)) for s in self.specs}
+        return torch.softmax(self.model(inputs, self.present).logits, dim=-1)
 
 
-def export_fused(model: SparseMoE, mask: int, max_batch: int = 8, simplify: bool = True) -> onnx.ModelProto:
-    """One mask's forward as one graph (inputs: the present sensors' frames, named as sensors)."""
+def export_fused(model: SparseMoE, mask: int, simplify: bool = True) -> onnx.ModelProto:
+    """One mask's forward as one batch-1 graph (inputs: the present sensors' frames, named as
+    sensors), checked against the model on random frames."""
     wrapper = FusedMask(model, mask)
     specs = [s for i, s in enumerate(model.config.sensors) if mask >> i & 1]
+    if not specs:
+        raise ExportError(f"{fused_stage(mask)}: the empty mask has no forward to fuse")
     gen = torch.Generator().manual_seed(0)
-    example = tuple(torch.randn(2, *s.shape, generator=gen) for s in specs)
-    graph = _export(wrapper, example, [s.name for s in specs], max_batch, f"fused mask {mask}", simplify)
-    present = torch.from_numpy(masks_to_bits(np.full(2, mask), model.config.num_sensors))
-    frames = {s.name: torch.zeros(2, *s.shape) for s in model.config.sensors}
-    frames.update({s.name: x for s, x in zip(specs, example)})
+    example = tuple(torch.randn(1, *s.shape, generator=gen) for s in specs)
+    graph = _export(wrapper, example, [s.name for s in specs], None, fused_stage(mask), simplify)
     with torch.no_grad():
-        want = torch.softmax(model(frames, present).logits, -1).numpy()
-    _compare(graph, example, want, f"fused mask {mask}")
+        want = wrapper(*example).numpy()
+    _compare(graph, example, want, fused_stage(mask))
     return graph
 
 
-def _export(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], max_batch: int,
+def _export(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], max_batch: int | None,
             what: str, simplify: bool) -> onnx.ModelProto:
-    batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
-    dynamic = (tuple({0: batch} for _ in example),)  # one entry: forward takes *inputs
+    """``max_batch=None`` exports static shapes (the example's)."""
+    dynamic = None
+    if max_batch is not None:
+        batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
+        dynamic = (tuple({0: batch} for _ in example),)  # one entry: forward takes *inputs
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="dataset dir: profile on real test frames")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--frequencies", type=Path, default=None,
+                        help="how often each mask occurs, to choose fused hot masks: JSON {mask: count} or the "
+                             "daemon's /metrics text (default: all masks equally often)")
+    parser.add_argument("--fused-budget-mib", type=float, default=None,
+                        help="memory the fused hot-mask engines may take (default: no limit)")
     parser.add_argument("--compare-out", type=Path, default=None, help="compare: also write the table here")
 
 
@@ -58,7 +63,8 @@ def _profile(args: argparse.Namespace) -> int:
             patterns = len(switch_patterns(chosen, len(names), np.random.default_rng(0), 2))
             task = bar.add_task(f"profile {path}", total=work_units(len(chosen), settings, patterns))
             runs.append(profile_engines(path, settings, lambda what: bar.update(task, advance=1, description=what)))
-    files = write_reports(runs, args.out)
+    files = _choose_fused(runs, args)
+    files += write_reports(runs, args.out)
     for run in runs:
         s = run["summary"]
         print(f"{run['engines']} ({run['label']}): p50 {s['e2e_p50_us']['min']:.0f}-{s['e2e_p50_us']['max']:.0f} µs, "
@@ -66,6 +72,23 @@ def _profile(args: argparse.Namespace) -> int:
               f"{s['switch_ratio_p50']:.2f}× steady, cold start {s['cold_start_s']:.2f} s")
     print(f"wrote {', '.join(str(f) for f in files)}")
     return 0
+
+
+def _choose_fused(runs: list[dict], args: argparse.Namespace) -> list[Path]:  # type: ignore[type-arg]
+    """Attach the fused-engine choice to each run; write the first bundle's as the choice file."""
+    from edgemoe.profile.fused import choose_fused, read_frequencies, write_choice
+
+    written: list[Path] = []
+    for run in runs:
+        if not run.get("fused"):
+            continue
+        freq = read_frequencies(args.frequencies, run["sensors"]) if args.frequencies else None
+        run["fused_choice"] = choose_fused({int(m): v for m, v in run["fused"].items()}, freq, args.fused_budget_mib)
+        if not written:
+            args.out.mkdir(parents=True, exist_ok=True)
+            written.append(write_choice(run["fused_choice"], args.out, run["sensors"]))
+            print(f"fused hot masks worth their memory: {run['fused_choice']['masks']} -> {written[0]}")
+    return written
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 from edgemoe.core.engine import Engine
 from edgemoe.core.mask import all_masks, full_mask, mask_label
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
+from edgemoe.profile.fused import measure_fused
 from edgemoe.profile.timing import TimedEngine, peak_rss_bytes, percentiles, rss_bytes, timer_overhead_s
 from edgemoe.runtime.loader import load_engine_bundle
 from edgemoe.runtime.runtime import Runtime
@@ -53,7 +54,7 @@ class ProfileSettings:
 
 def work_units(num_masks: int, settings: ProfileSettings, patterns: int) -> int:
     """Progress-bar length: one unit per mask per phase, one per switch pattern."""
-    return 1 + num_masks * (settings.rounds + 2) + patterns
+    return 2 + num_masks * (settings.rounds + 2) + patterns
 
 
 def profile_engines(path: Path, settings: ProfileSettings = ProfileSettings(), tick: Tick = lambda what: None,
@@ -78,6 +79,8 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
     stages = _stages(runtime, masks, pool, settings, tick)
     switch = _switches(runtime, masks, pool, settings, tick)
     throughput = _throughput(runtime, masks, pool, settings, tick)
+    fused = measure_fused(runtime, masks, pool.frame, settings.frames, settings.warmup_frames)
+    tick("fused")
     after = _compiled(runtime)
     manifest = runtime.bundle.manifest
     report: dict[str, Any] = {
@@ -89,7 +92,7 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
         "backend": manifest.get("backend"),
         "target": manifest.get("target", {}).get("name"),
         "sensors": list(names),
-        "stage_order": runtime.bundle.layout.stage_names(),
+        "stage_order": _stage_order(runtime),
         "settings": settings.to_dict(),
         "environment": describe(manifest.get("target", {}).get("onnxruntime", {})),
         "cold_start": cold,
@@ -102,6 +105,7 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
         "masks": {},
         "switch": switch,
         "compiled_after_start": {k: after[k] - compiled[k] for k in compiled},
+        "fused": {str(m): v for m, v in fused.items()},
     }
     for mask in masks:
         report["masks"][str(mask)] = {
@@ -110,6 +114,12 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
     report["summary"] = summarise(report)
     runtime.close()
     return report
+
+
+def _stage_order(runtime: Runtime) -> list[str]:
+    """Every stage, then the fused hot-mask engines."""
+    fused = runtime.bundle.manifest.get("fused") or {}
+    return runtime.bundle.layout.stage_names() + [fused[str(m)]["stage"] for m in sorted(runtime.bundle.fused)]
 
 
 def precision_label(manifest: dict[str, Any]) -> str:
@@ -134,7 +144,7 @@ def _cold_start(path: Path) -> tuple[Runtime, dict[str, float]]:
     t0 = time.perf_counter()
     bundle = load_engine_bundle(path, warm=False)
     t1 = time.perf_counter()
-    for engine in bundle.engines.values():
+    for engine in (*bundle.engines.values(), *bundle.fused.values()):
         engine.warmup()
     t2 = time.perf_counter()
     runtime = Runtime(bundle)
@@ -148,7 +158,8 @@ def _cold_start(path: Path) -> tuple[Runtime, dict[str, float]]:
 
 def _compiled(runtime: Runtime) -> dict[str, int]:
     """What exists on the hot path: compiled mask programs and engine shape bindings."""
-    bindings = sum(getattr(e, "bound_shapes", 0) for e in runtime.bundle.engines.values())
+    engines = (*runtime.bundle.engines.values(), *runtime.bundle.fused.values())
+    bindings = sum(getattr(e, "bound_shapes", 0) for e in engines)
     return {"programs": getattr(runtime.executor, "compiled_masks", -1), "bindings": bindings}
 
 
@@ -212,9 +223,13 @@ def _steady(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: P
 def _stages(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: ProfileSettings,
             tick: Tick) -> dict[int, dict[str, Any]]:
     """Per-stage times and dispatch overhead, through timed wrappers of the same engines."""
-    timed = {name: TimedEngine(e) for name, e in runtime.bundle.engines.items()}
-    wrapped: dict[str, Engine] = dict(timed)
-    probe = Runtime(dataclasses.replace(runtime.bundle, engines=wrapped))
+    bundle = runtime.bundle
+    timed = {name: TimedEngine(e) for name, e in bundle.engines.items()}
+    timed_fused = {m: TimedEngine(e) for m, e in bundle.fused.items()}
+    engines: dict[str, Engine] = dict(timed)
+    fused: dict[int, Engine] = dict(timed_fused)
+    probe = Runtime(dataclasses.replace(bundle, engines=engines, fused=fused))
+    timed.update({bundle.manifest["fused"][str(m)]["stage"]: e for m, e in timed_fused.items()})
     out = {}
     clock = time.perf_counter_ns
     overhead = timer_overhead_s()
@@ -239,7 +254,7 @@ def _stages(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: P
             stage_sum.append(spent * 1e-9)
             dispatch.append((total - spent) * 1e-9)
             fraction.append((total - spent) / total)
-        order = runtime.bundle.layout.stage_names()
+        order = _stage_order(runtime)
         out[mask] = {
             "instrumented_e2e": percentiles(frames),
             "stages": {s: {**percentiles(per_stage[s]), "ran_fraction": len(per_stage[s]) / len(frames)}

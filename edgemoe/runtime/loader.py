@@ -7,7 +7,7 @@ in memory and has run at both ends of its shape profile.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 from edgemoe.core.bundle import ENGINE_FORMAT, config_of, layout_of, read_manifest, verify_file
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
-from edgemoe.core.plan import StageLayout
+from edgemoe.core.plan import FUSED_DIMS, StageLayout
 from edgemoe.core.schema import ModelConfig
 from edgemoe.engines.backend import get_backend
 from edgemoe.engines.target import TargetProfile
@@ -35,6 +35,7 @@ class EngineBundle:
     engines: dict[str, Engine]
     constants: dict[str, np.ndarray]
     max_batch: int
+    fused: dict[int, Engine] = field(default_factory=dict)  # mask -> its whole forward, batch 1
 
     def expected_accuracy(self, mask: int) -> float | None:
         table = self.manifest.get("expected_accuracy") or {}
@@ -42,12 +43,14 @@ class EngineBundle:
         return None if value is None else float(value)
 
     def close(self) -> None:
-        for engine in self.engines.values():
+        for engine in (*self.engines.values(), *self.fused.values()):
             engine.close()
 
 
-def load_engine_bundle(path: Path, warm: bool = True,
-                       on_stage: Callable[[str], None] = lambda stage: None) -> EngineBundle:
+def load_engine_bundle(path: Path, warm: bool = True, on_stage: Callable[[str], None] = lambda stage: None,
+                       use_fused: bool = True) -> EngineBundle:
+    """``use_fused=False`` leaves the fused hot-mask engines on disk (every frame takes the staged
+    plan), so the profiler can measure both paths of one bundle."""
     path = Path(path)
     manifest = read_manifest(path, ENGINE_FORMAT)
     config = config_of(manifest, str(path))
@@ -56,19 +59,31 @@ def load_engine_bundle(path: Path, warm: bool = True,
     backend = get_backend(manifest["backend"])
     backend.check_environment(manifest.get("environment", {}), target)
     max_dims = {k: int(v) for k, v in manifest["max_dims"].items()}
-    engines: dict[str, Engine] = {}
-    for stage in layout.stage_names():
-        entry = manifest["engines"].get(stage)
-        if entry is None:
-            raise BundleError(f"{path}: no engine for stage '{stage}' in the manifest; {REBUILD}")
-        file = verify_file(path, entry, f"engine '{stage}'", REBUILD)
+
+    def load(stage: str, entry: dict[str, Any] | None, dims: dict[str, int]) -> Engine:
         on_stage(stage)
-        inputs = tuple(TensorSpec.from_dict(s) for s in entry["inputs"])
-        outputs = tuple(TensorSpec.from_dict(s) for s in entry["outputs"])
-        engines[stage] = backend.load_stage(stage, file, inputs, outputs, max_dims, target)
+        engine = load_engine(path, manifest, stage, entry, dims)
         if warm:
-            engines[stage].warmup()
-    return EngineBundle(path, manifest, config, layout, engines, _constants(path, manifest), max_dims["batch"])
+            engine.warmup()
+        return engine
+
+    engines = {stage: load(stage, manifest["engines"].get(stage), max_dims) for stage in layout.stage_names()}
+    fused = {int(key): load(entry["stage"], entry, FUSED_DIMS)
+             for key, entry in (manifest.get("fused") or {}).items() if use_fused}
+    return EngineBundle(path, manifest, config, layout, engines, _constants(path, manifest), max_dims["batch"],
+                        fused)
+
+
+def load_engine(path: Path, manifest: dict[str, Any], stage: str, entry: dict[str, Any] | None,
+                dims: dict[str, int]) -> Engine:
+    """One engine of the bundle at ``path`` (checked against its sha256), not warmed."""
+    if entry is None:
+        raise BundleError(f"{path}: no engine for stage '{stage}' in the manifest; {REBUILD}")
+    file = verify_file(path, entry, f"engine '{stage}'", REBUILD)
+    inputs = tuple(TensorSpec.from_dict(s) for s in entry["inputs"])
+    outputs = tuple(TensorSpec.from_dict(s) for s in entry["outputs"])
+    target = TargetProfile.model_validate(manifest["target"])
+    return get_backend(manifest["backend"]).load_stage(stage, file, inputs, outputs, dims, target)
 
 
 def _constants(path: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:

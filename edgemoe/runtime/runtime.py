@@ -4,7 +4,8 @@ Per frame: validate each sensor's frame (wrong shape/dtype is a caller bug and r
 sensor; NaN/Inf is a sensor fault and marks that sensor missing), derive the mask, look up its
 cached plan, execute it. Everything a mask decides (the compiled plan, the sensor names, the
 expected accuracy) is prepared at load, so a mask change costs dict lookups and nothing is
-compiled after start. An empty mask yields a :class:`Prediction` with no class and the reason,
+compiled after start. A mask with a fused engine in the bundle (a hot mask) runs its single frames
+as that one engine call instead; batches always take the staged plan. An empty mask yields a :class:`Prediction` with no class and the reason,
 never a made-up class.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemoe.core.engine import Engine
 from edgemoe.core.errors import FrameError
 from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import Mask, all_masks, mask_names
@@ -57,6 +59,11 @@ class Runtime:
         masks = all_masks(self.config.num_sensors)
         self.executor.prepare(self.plans[m] for m in masks)
         self._labels = {m: (tuple(mask_names(m, self.sensor_names)), bundle.expected_accuracy(m)) for m in masks}
+        # hot masks with a fused engine: one call per frame, inputs named and shaped as the sensors
+        self._fused = {m: (engine, str(bundle.manifest["fused"][str(m)]["stage"]),
+                           tuple((i, self.sensor_names[i], (1, *self.config.sensors[i].shape))
+                                 for i in self.plans[m].present))
+                       for m, engine in bundle.fused.items()}
 
     @classmethod
     def load(cls, path: str | Path) -> Runtime:
@@ -73,13 +80,31 @@ class Runtime:
         mask = sum(1 << i for i in batch)
         if mask == 0:
             return Prediction(0, (), None, None, (), missing, NO_SENSOR, None, time.perf_counter() - started)
-        result = self.executor.run(self.plans[mask], batch)
-        probs = result.probs[0]
+        fused = self._fused.get(mask)
+        if fused is None:
+            result = self.executor.run(self.plans[mask], batch)
+            probs, ran = result.probs[0], result.stages_run
+        else:
+            probs, ran = self._run_fused(*fused, batch)
         names, accuracy = self._labels[mask]
         return Prediction(
-            mask, names, probs, int(probs.argmax()), result.stages_run,
+            mask, names, probs, int(probs.argmax()), ran,
             missing, None, accuracy, time.perf_counter() - started,
         )
+
+    @staticmethod
+    def _run_fused(engine: Engine, stage: str, inputs: tuple[tuple[int, str, tuple[int, ...]], ...],
+                   batch: Mapping[int, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+        """A hot mask's frame through its fused engine: copy the frames in, one call."""
+        for index, name, shape in inputs:
+            np.copyto(engine.input(name, shape), batch[index])
+        engine.launch()
+        return np.array(engine.wait()["probs"][0]), (stage,)
+
+    @property
+    def fused_masks(self) -> list[Mask]:
+        """The masks whose single frames run as one fused engine call."""
+        return sorted(self._fused)
 
     def infer_batch(self, frames: Mapping[str, np.ndarray], mask: Mask) -> np.ndarray:
         """``[N, *shape]`` frames of the sensors in ``mask`` -> ``[N, C]`` probs, in chunks of
