@@ -3,8 +3,9 @@
 For each method (and each gate family), a briefly trained model must give the same class
 probabilities and the same expert choices three ways, for every mask: the PyTorch training-side
 forward, the plan executed over the PyTorch stage modules, and the plan executed over ONNX Runtime
-engines built from the exported bundle. Per-mask dedicated models export one bundle per mask and
-are checked on their own mask.
+engines built from the exported bundle, and for one mask its fused engine (the whole forward at
+batch 1). Per-mask dedicated models export one bundle per mask (all
+15 of them) and are checked on their own mask.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgemoe.core.engine import run_engine
 from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import all_masks, full_mask, masks_to_bits
 from edgemoe.core.plan import PlanCache
@@ -52,12 +54,13 @@ def small(split: Split, n: int) -> Split:
 
 
 def train_export_build(config: ModelConfig, train: Split, val: Split, out: Path,
-                       select: list[int] | None = None) -> tuple[torch.nn.Module, Path]:
-    """Train briefly, round-trip the checkpoint, export the bundle and build CPU engines."""
+                       select: list[int] | None = None, fuse: tuple[int, ...] = ()) -> tuple[torch.nn.Module, Path]:
+    """Train briefly, round-trip the checkpoint, export the bundle (with fused graphs of ``fuse``)
+    and build CPU engines."""
     result = Trainer(config, progress=False, log=lambda line: None, select_masks=select).fit(train, val)
     save_checkpoint(result.model, out / "model.safetensors", {"best_epoch": result.best_epoch})
     ckpt = load_checkpoint(out / "model.safetensors")
-    write_bundle(ckpt, out / "bundle")
+    write_bundle(ckpt, out / "bundle", fuse_masks=fuse)
     build_engines(out / "bundle", load_target("cpu"), out / "engines")
     return ckpt.model, out / "engines"
 
@@ -83,6 +86,11 @@ def assert_parity(model: torch.nn.Module, engines_dir: Path, split: Split, masks
             result = executor.run(plans[mask], frames)
             np.testing.assert_allclose(result.probs, probs, atol=ATOL, err_msg=f"mask {mask}")
             np.testing.assert_array_equal(result.expert_tokens, counts, err_msg=f"mask {mask} top-k")
+        if mask in bundle.fused:  # a hot mask's whole forward in one engine, batch 1
+            fused = bundle.fused[mask]
+            feeds = {name: part.frames[name][:1] for i, name in enumerate(config.sensor_names) if mask >> i & 1}
+            np.testing.assert_allclose(run_engine(fused, feeds)["probs"], probs[:1], atol=ATOL,
+                                       err_msg=f"fused mask {mask}")
     bundle.close()
 
 
@@ -92,12 +100,13 @@ def test_method_exports_with_engine_parity_on_every_mask(
 ) -> None:
     cfg = short_config(config, method, gate)
     model, engines = train_export_build(cfg, small(dataset["train"], TRAIN_SAMPLES),
-                                        small(dataset["val"], 64), tmp_path)
+                                        small(dataset["val"], 64), tmp_path, fuse=(0b0110,))
     assert model.config.model.method == method
+    assert load_engine_bundle(engines).fused.keys() == {0b0110}
     assert_parity(model, engines, dataset["test"], all_masks(config.num_sensors))
 
 
-@pytest.mark.parametrize("mask", [0b0001, 0b1100])
+@pytest.mark.parametrize("mask", all_masks(4))
 def test_dedicated_model_exports_one_bundle_for_its_mask(
     mask: int, config: ModelConfig, dataset: dict[str, Split], tmp_path: Path
 ) -> None:
