@@ -1,9 +1,11 @@
 """Every stage built into its own TensorRT engine (fp32 always; fp16 and int8 from a calibrated bundle) and run through the engine protocol (needs a
 GPU and TensorRT): parity with ONNX Runtime fp32 per mask, latency per mask, refusal of tampered
-or foreign engines, CUDA-graph replay equal to a normal run, shared scratch memory."""
+or foreign engines, CUDA-graph replay equal to a normal run, shared scratch memory, and fused
+hot-mask engines (static, batch 1) giving the staged plan's answer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -16,7 +18,7 @@ import pytest
 
 from edgemoe.core.bundle import MODEL_FORMAT, read_manifest, sha256_file, write_manifest
 from edgemoe.core.errors import BundleError
-from edgemoe.core.mask import all_masks, mask_names
+from edgemoe.core.mask import all_masks, full_mask, mask_names
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import TargetProfile, load_target
 from edgemoe.engines.tensorrt.detect import Probe
@@ -116,7 +118,7 @@ def test_latency_per_mask(built: tuple[str, Path, dict[str, Any]]) -> None:
                      float(np.percentile(ms, 99))))
         assert np.isfinite(ms).all()
     runtime.close()
-    table = [f"| mask | sensors | p50 ms | p99 ms |", "|---|---|---|---|"]
+    table = ["| mask | sensors | p50 ms | p99 ms |", "|---|---|---|---|"]
     table += [f"| {m} | {n} | {p50:.3f} | {p99:.3f} |" for m, n, p50, p99 in rows]
     text = (f"{precision} on {manifest['environment']['gpu']} (TensorRT {manifest['environment']['tensorrt']})\n"
             + "\n".join(table))
@@ -202,3 +204,40 @@ def test_a_second_build_reuses_the_timing_cache(device_bundle: Path, device_targ
     assert (tmp_path / "timing.cache").is_file()
     assert not first["engines"]["encoder[" + first["layout"]["sensors"][0] + "]"]["timing_cache"]["reused"]
     assert all(e["timing_cache"]["reused"] for e in second["engines"].values())
+
+
+@pytest.fixture(scope="module")
+def fused_bundle(device_bundle: Path, request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The device bundle if it carries fused graphs, else the suite's model exported with two."""
+    if read_manifest(device_bundle, MODEL_FORMAT).get("fused"):
+        return device_bundle
+    try:
+        from edgemoe.export.bundle import write_bundle
+
+        checkpoint = request.getfixturevalue("checkpoint")
+    except (ImportError, pytest.FixtureLookupError) as exc:
+        pytest.skip(f"{device_bundle} has no fused graphs ('edgemoe export CKPT --fuse all') and none can be "
+                    f"exported here ({exc})")
+    out = tmp_path_factory.mktemp("fused") / "bundle"
+    write_bundle(checkpoint, out, fuse_masks=(0b0101, full_mask(checkpoint.config.num_sensors)))
+    return out
+
+
+def test_fused_engines_give_the_staged_answer_on_tensorrt(fused_bundle: Path, device_target: str,
+                                                          tmp_path: Path) -> None:
+    manifest = build_engines(fused_bundle, target_for(device_target, "fp32", dla_core=None), tmp_path / "engines")
+    assert manifest["fused"], "no fused engine was built"
+    for entry in manifest["fused"].values():
+        assert all(r["min"] == r["max"] for r in entry["profiles"].values()), "fused engines are static, batch 1"
+    runtime = Runtime.load(tmp_path / "engines")
+    staged = Runtime(dataclasses.replace(runtime.bundle, fused={}))
+    frames = frames_for(runtime, seed=3)
+    for mask in runtime.fused_masks:
+        for i in range(8):
+            frame = {n: (frames[n][i] if n in mask_names(mask, runtime.sensor_names) else None)
+                     for n in runtime.sensor_names}
+            got, want = runtime.infer(frame), staged.infer(frame)
+            assert got.engines == (f"fused[{mask}]",)
+            np.testing.assert_allclose(got.probs, want.probs, atol=TOLERANCE["fp32"][0], err_msg=f"mask {mask}")
+    runtime.close()

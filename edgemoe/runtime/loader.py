@@ -18,7 +18,7 @@ from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
 from edgemoe.core.plan import FUSED_DIMS, StageLayout
 from edgemoe.core.schema import ModelConfig
-from edgemoe.engines.backend import get_backend
+from edgemoe.engines.backend import Backend, get_backend
 from edgemoe.engines.target import TargetProfile
 
 REBUILD = "rebuild with 'edgemoe build BUNDLE --target PROFILE --out ENGINES'"
@@ -62,7 +62,7 @@ def load_engine_bundle(path: Path, warm: bool = True, on_stage: Callable[[str], 
 
     def load(stage: str, entry: dict[str, Any] | None, dims: dict[str, int]) -> Engine:
         on_stage(stage)
-        engine = load_engine(path, manifest, stage, entry, dims)
+        engine = load_engine(path, manifest, stage, entry, dims, backend)
         if warm:
             engine.warmup()
         return engine
@@ -75,15 +75,18 @@ def load_engine_bundle(path: Path, warm: bool = True, on_stage: Callable[[str], 
 
 
 def load_engine(path: Path, manifest: dict[str, Any], stage: str, entry: dict[str, Any] | None,
-                dims: dict[str, int]) -> Engine:
-    """One engine of the bundle at ``path`` (checked against its sha256), not warmed."""
+                dims: dict[str, int], backend: Backend | None = None) -> Engine:
+    """One engine of the bundle at ``path`` (checked against its sha256), not warmed. Engines of
+    one bundle share one ``backend`` instance (a TensorRT backend shares its stream and scratch
+    memory between them); without one, the engine gets a backend of its own."""
     if entry is None:
         raise BundleError(f"{path}: no engine for stage '{stage}' in the manifest; {REBUILD}")
     file = verify_file(path, entry, f"engine '{stage}'", REBUILD)
     inputs = tuple(TensorSpec.from_dict(s) for s in entry["inputs"])
     outputs = tuple(TensorSpec.from_dict(s) for s in entry["outputs"])
     target = TargetProfile.model_validate(manifest["target"])
-    return get_backend(manifest["backend"]).load_stage(stage, file, inputs, outputs, dims, target)
+    backend = backend or get_backend(manifest["backend"])
+    return backend.load_stage(stage, file, inputs, outputs, dims, target)
 
 
 def _constants(path: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
