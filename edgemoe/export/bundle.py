@@ -24,7 +24,7 @@ import onnx
 from edgemoe.core.bundle import MODEL_FORMAT, sha256_file, staged_directory, write_manifest
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.mask import mask_names
-from edgemoe.core.plan import fused_stage, stage_file_stem
+from edgemoe.core.plan import FUSED_DIMS, fused_stage, stage_file_stem
 from edgemoe.export.monolithic import export_fused
 from edgemoe.export.onnx_stage import EXPORTER, OPSET, export_stage
 from edgemoe.model.smoe import SparseMoE
@@ -109,11 +109,12 @@ def _write_fused(model: SparseMoE, masks: list[int], directory: Path,
         rel = f"fused/{stage_file_stem(stage)}.onnx"
         (directory / "fused").mkdir(exist_ok=True)
         onnx.save_model(graph, directory / rel, save_as_external_data=False)
-        inputs = [TensorSpec(n, (1, *config.sensor(n).shape)) for n in mask_names(mask, config.sensor_names)]
+        sensors = mask_names(mask, config.sensor_names)
+        inputs = [TensorSpec(n, (FUSED_DIMS["batch"], *config.sensor(n).shape)) for n in sensors]
         entries[str(mask)] = {
-            "stage": stage, "sensors": mask_names(mask, config.sensor_names),
+            "stage": stage, "sensors": sensors,
             "inputs": [t.to_dict() for t in inputs],
-            "outputs": [TensorSpec("probs", (1, config.num_classes)).to_dict()],
+            "outputs": [TensorSpec("probs", (FUSED_DIMS["batch"], config.num_classes)).to_dict()],
             "variants": {"fp32": {"file": rel, "sha256": sha256_file(directory / rel)}},
         }
     return entries

@@ -87,7 +87,7 @@ def export_fused(model: SparseMoE, mask: int, simplify: bool = True) -> onnx.Mod
     """One mask's forward as one batch-1 graph (inputs: the present sensors' frames, named as
     sensors), checked against the model on random frames."""
     wrapper = FusedMask(model, mask)
-    specs = [s for i, s in enumerate(model.config.sensors) if mask >> i & 1]
+    specs = [model.config.sensor(n) for n in wrapper.present_names]
     if not specs:
         raise ExportError(f"{fused_stage(mask)}: the empty mask has no forward to fuse")
     gen = torch.Generator().manual_seed(0)

@@ -23,6 +23,7 @@ from typing import Any
 
 from edgemoe.core.errors import ConfigError
 from edgemoe.core.mask import mask_label, parse_mask
+from edgemoe.core.plan import FUSED_DIMS
 from edgemoe.profile.timing import percentiles, rss_bytes
 from edgemoe.runtime.loader import load_engine
 from edgemoe.runtime.runtime import Runtime
@@ -58,7 +59,7 @@ def _memory(path: Path, manifest: Mapping[str, Any], mask: int) -> dict[str, flo
     """The engine file and the RSS grown by loading (and warming) the fused engine once more."""
     entry = manifest["fused"][str(mask)]
     before = rss_bytes()
-    engine = load_engine(path, dict(manifest), entry["stage"], entry, {"batch": 1})
+    engine = load_engine(path, dict(manifest), entry["stage"], entry, FUSED_DIMS)
     engine.warmup()
     grown = rss_bytes() - before
     engine.close()

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgemoe.core.engine import Engine
 from edgemoe.core.mask import all_masks, full_mask, mask_label
+from edgemoe.core.plan import fused_stage
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
 from edgemoe.profile.fused import measure_fused
 from edgemoe.profile.timing import TimedEngine, peak_rss_bytes, percentiles, rss_bytes, timer_overhead_s
@@ -118,8 +119,7 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
 
 def _stage_order(runtime: Runtime) -> list[str]:
     """Every stage, then the fused hot-mask engines."""
-    fused = runtime.bundle.manifest.get("fused") or {}
-    return runtime.bundle.layout.stage_names() + [fused[str(m)]["stage"] for m in sorted(runtime.bundle.fused)]
+    return runtime.bundle.layout.stage_names() + [fused_stage(m) for m in sorted(runtime.bundle.fused)]
 
 
 def precision_label(manifest: dict[str, Any]) -> str:
@@ -229,7 +229,7 @@ def _stages(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: P
     engines: dict[str, Engine] = dict(timed)
     fused: dict[int, Engine] = dict(timed_fused)
     probe = Runtime(dataclasses.replace(bundle, engines=engines, fused=fused))
-    timed.update({bundle.manifest["fused"][str(m)]["stage"]: e for m, e in timed_fused.items()})
+    timed.update({fused_stage(m): e for m, e in timed_fused.items()})
     out = {}
     clock = time.perf_counter_ns
     overhead = timer_overhead_s()

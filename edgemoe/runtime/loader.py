@@ -47,10 +47,8 @@ class EngineBundle:
             engine.close()
 
 
-def load_engine_bundle(path: Path, warm: bool = True, on_stage: Callable[[str], None] = lambda stage: None,
-                       use_fused: bool = True) -> EngineBundle:
-    """``use_fused=False`` leaves the fused hot-mask engines on disk (every frame takes the staged
-    plan), so the profiler can measure both paths of one bundle."""
+def load_engine_bundle(path: Path, warm: bool = True,
+                       on_stage: Callable[[str], None] = lambda stage: None) -> EngineBundle:
     path = Path(path)
     manifest = read_manifest(path, ENGINE_FORMAT)
     config = config_of(manifest, str(path))
@@ -62,30 +60,35 @@ def load_engine_bundle(path: Path, warm: bool = True, on_stage: Callable[[str], 
 
     def load(stage: str, entry: dict[str, Any] | None, dims: dict[str, int]) -> Engine:
         on_stage(stage)
-        engine = load_engine(path, manifest, stage, entry, dims, backend)
+        engine = _load(path, stage, entry, dims, backend, target)
         if warm:
             engine.warmup()
         return engine
 
     engines = {stage: load(stage, manifest["engines"].get(stage), max_dims) for stage in layout.stage_names()}
     fused = {int(key): load(entry["stage"], entry, FUSED_DIMS)
-             for key, entry in (manifest.get("fused") or {}).items() if use_fused}
+             for key, entry in (manifest.get("fused") or {}).items()}
     return EngineBundle(path, manifest, config, layout, engines, _constants(path, manifest), max_dims["batch"],
                         fused)
 
 
 def load_engine(path: Path, manifest: dict[str, Any], stage: str, entry: dict[str, Any] | None,
-                dims: dict[str, int], backend: Backend | None = None) -> Engine:
-    """One engine of the bundle at ``path`` (checked against its sha256), not warmed. Engines of
-    one bundle share one ``backend`` instance (a TensorRT backend shares its stream and scratch
-    memory between them); without one, the engine gets a backend of its own."""
+                dims: dict[str, int]) -> Engine:
+    """One engine of the bundle at ``path`` on a backend of its own (checked against its sha256,
+    not warmed): the profiler loads one more copy to measure what it costs."""
+    target = TargetProfile.model_validate(manifest["target"])
+    return _load(path, stage, entry, dims, get_backend(manifest["backend"]), target)
+
+
+def _load(path: Path, stage: str, entry: dict[str, Any] | None, dims: dict[str, int], backend: Backend,
+          target: TargetProfile) -> Engine:
+    """The engines of one bundle share one ``backend`` (a TensorRT backend shares its stream and
+    scratch memory between them)."""
     if entry is None:
         raise BundleError(f"{path}: no engine for stage '{stage}' in the manifest; {REBUILD}")
     file = verify_file(path, entry, f"engine '{stage}'", REBUILD)
     inputs = tuple(TensorSpec.from_dict(s) for s in entry["inputs"])
     outputs = tuple(TensorSpec.from_dict(s) for s in entry["outputs"])
-    target = TargetProfile.model_validate(manifest["target"])
-    backend = backend or get_backend(manifest["backend"])
     return backend.load_stage(stage, file, inputs, outputs, dims, target)
 
 

@@ -5,8 +5,8 @@ sensor; NaN/Inf is a sensor fault and marks that sensor missing), derive the mas
 cached plan, execute it. Everything a mask decides (the compiled plan, the sensor names, the
 expected accuracy) is prepared at load, so a mask change costs dict lookups and nothing is
 compiled after start. A mask with a fused engine in the bundle (a hot mask) runs its single frames
-as that one engine call instead; batches always take the staged plan. An empty mask yields a :class:`Prediction` with no class and the reason,
-never a made-up class.
+as that one engine call instead; batches always take the staged plan. An empty mask yields a
+:class:`Prediction` with no class and the reason, never a made-up class.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgemoe.core.engine import Engine
 from edgemoe.core.errors import FrameError
 from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import Mask, all_masks, mask_names
-from edgemoe.core.plan import PlanCache
+from edgemoe.core.plan import PlanCache, fused_stage
 from edgemoe.runtime.loader import EngineBundle, load_engine_bundle
 
 ABSENT = "absent"
@@ -60,7 +60,7 @@ class Runtime:
         self.executor.prepare(self.plans[m] for m in masks)
         self._labels = {m: (tuple(mask_names(m, self.sensor_names)), bundle.expected_accuracy(m)) for m in masks}
         # hot masks with a fused engine: one call per frame, inputs named and shaped as the sensors
-        self._fused = {m: (engine, str(bundle.manifest["fused"][str(m)]["stage"]),
+        self._fused = {m: (engine, fused_stage(m),
                            tuple((i, self.sensor_names[i], (1, *self.config.sensors[i].shape))
                                  for i in self.plans[m].present))
                        for m, engine in bundle.fused.items()}
