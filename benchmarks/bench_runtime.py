@@ -187,7 +187,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
         "block. Latency = p50 over all rounds in µs; ratio = median over rounds of the per-round p50 ratio, "
         "[min–max over rounds] is the noise band. The three variants' outputs were checked equal (1e-4) on "
         "every mask before timing.", "",
-        "Monolithic = the whole SparseMoE forward exported as one graph (`edgemoe/export/monolithic.py`), all "
+        "Monolithic = the whole MoE forward exported as one graph (`edgemoe/export/monolithic.py`), all "
         "sensors as inputs plus `present`, zeros for missing sensors, run through the same io-binding engine "
         "class as the runtime's stages.", "",
         "| mask | missing | runtime p50 | eager p50 | monolithic p50 | runtime p99 | eager p99 | monolithic p99 | "

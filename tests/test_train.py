@@ -10,7 +10,8 @@ from edgemoe.model.gates import GATES, smooth_load, top_k_route
 from edgemoe.model.registry import build_model
 from edgemoe.train.checkpoint import Checkpoint
 from edgemoe.train.evaluate import evaluate_masks
-from edgemoe.train.trainer import sample_masks, to_tensors
+from edgemoe.train.masks import sample_masks
+from edgemoe.train.trainer import to_tensors
 
 
 def test_sampled_masks_are_never_empty_and_stay_within_recorded() -> None:

@@ -29,7 +29,8 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
 from edgemoe.train.evaluate import evaluate_masks, score
-from edgemoe.train.trainer import Trainer, drop_cells, to_tensors, torch_predictor
+from edgemoe.train.masks import drop_cells
+from edgemoe.train.trainer import Trainer, to_tensors, torch_predictor
 
 Predictor = Callable[[dict[str, np.ndarray], int], np.ndarray]
 METRICS = ("accuracy", "macro_f1", "auroc")

@@ -70,6 +70,10 @@ class ModelSpec(StrictModel):
     expert_hidden: int = Field(64, ge=1)
     gate: Literal["softmax", "laplace", "gaussian"] = "softmax"
     noisy_gating: bool = True
+    # Cross-sensor fusion before the MoE: one masked self-attention layer over the present
+    # sensors' tokens (edgemoe/model/fusion.py), or none.
+    fusion: Literal["none", "attention"] = "none"
+    fusion_heads: int = Field(4, ge=1)
 
     @model_validator(mode="after")
     def _k_fits(self) -> ModelSpec:
@@ -86,6 +90,8 @@ class TrainSpec(StrictModel):
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     sensor_dropout: float = Field(0.5, ge=0, le=1)
+    # How training samples are shown under sensor combinations (edgemoe/train/masks.py).
+    mask_sampling: Literal["dropout", "uniform", "availability", "random_rate"] = "dropout"
     load_balance_weight: float = Field(0.01, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)

@@ -27,7 +27,7 @@ from edgemoe.core.mask import mask_names
 from edgemoe.core.plan import FUSED_DIMS, fused_stage, stage_file_stem
 from edgemoe.export.monolithic import export_fused
 from edgemoe.export.onnx_stage import EXPORTER, OPSET, export_stage
-from edgemoe.model.smoe import SparseMoE
+from edgemoe.model.moe import MoEModel
 from edgemoe.train.checkpoint import Checkpoint
 from edgemoe.train.evaluate import EvalTable
 
@@ -97,7 +97,7 @@ def write_bundle(
     return manifest
 
 
-def _write_fused(model: SparseMoE, masks: list[int], directory: Path,
+def _write_fused(model: MoEModel, masks: list[int], directory: Path,
                  on_stage: Callable[[str], None]) -> dict[str, Any]:
     """``{mask: entry}`` for the fused graphs: batch-1 inputs named as the present sensors."""
     entries: dict[str, Any] = {}

@@ -29,7 +29,7 @@ from torch import nn
 from edgemoe.core.mask import masks_to_bits
 from edgemoe.core.plan import fused_stage
 from edgemoe.export.onnx_stage import OPSET, ExportError, simplify_graph
-from edgemoe.model.smoe import SparseMoE
+from edgemoe.model.moe import MoEModel
 
 PRESENT = "present"
 
@@ -37,7 +37,7 @@ PRESENT = "present"
 class MonolithicMoE(nn.Module):
     """``(*frames, present) -> probs``: the training forward, eval mode, softmax at the end."""
 
-    def __init__(self, model: SparseMoE) -> None:
+    def __init__(self, model: MoEModel) -> None:
         super().__init__()
         self.model = model.eval()
         self.names = model.config.sensor_names
@@ -48,7 +48,7 @@ class MonolithicMoE(nn.Module):
         return torch.softmax(self.model(frames, present).logits, dim=-1)
 
 
-def monolithic_feeds(model: SparseMoE, frames: Mapping[str, np.ndarray], mask: int) -> dict[str, np.ndarray]:
+def monolithic_feeds(model: MoEModel, frames: Mapping[str, np.ndarray], mask: int) -> dict[str, np.ndarray]:
     """Feeds for the monolithic graph: zeros for the sensors missing from ``mask``."""
     config = model.config
     batch = next(iter(frames.values())).shape[0]
@@ -69,7 +69,7 @@ class FusedMask(nn.Module):
     graph; every method's forward works unchanged, which is what keeps fused and staged answers
     equal."""
 
-    def __init__(self, model: SparseMoE, mask: int) -> None:
+    def __init__(self, model: MoEModel, mask: int) -> None:
         super().__init__()
         self.model = model.eval()
         self.specs = model.config.sensors
@@ -83,7 +83,7 @@ class FusedMask(nn.Module):
         return torch.softmax(self.model(inputs, self.present).logits, dim=-1)
 
 
-def export_fused(model: SparseMoE, mask: int, simplify: bool = True) -> onnx.ModelProto:
+def export_fused(model: MoEModel, mask: int, simplify: bool = True) -> onnx.ModelProto:
     """One mask's forward as one batch-1 graph (inputs: the present sensors' frames, named as
     sensors), checked against the model on random frames."""
     wrapper = FusedMask(model, mask)
@@ -133,7 +133,7 @@ def _compare(graph: onnx.ModelProto, args: tuple[torch.Tensor, ...], want: np.nd
         raise ExportError(f"{what}: ONNX differs from PyTorch (max abs err {err:.2e} > 1e-4)")
 
 
-def export_monolithic(model: SparseMoE, max_batch: int = 8, simplify: bool = True) -> onnx.ModelProto:
+def export_monolithic(model: MoEModel, max_batch: int = 8, simplify: bool = True) -> onnx.ModelProto:
     """Export the whole forward (dynamic batch) and check it against PyTorch on random frames."""
     wrapper = MonolithicMoE(model)
     config = model.config

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import torch
 
 from edgemoe.core.errors import EdgeMoEError
-from edgemoe.model.smoe import StageModule
+from edgemoe.model.moe import StageModule
 
 OPSET = 18
 EXPORTER = "torch.onnx.export(dynamo=True)"

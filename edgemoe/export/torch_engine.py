@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgemoe.core.engine import TensorSpec, bind_inputs
-from edgemoe.model.smoe import SparseMoE, StageModule
+from edgemoe.model.moe import MoEModel, StageModule
 
 
 class TorchStageEngine:
@@ -52,6 +52,6 @@ class TorchStageEngine:
         self._result = {}
 
 
-def torch_engines(model: SparseMoE, max_batch: int) -> dict[str, TorchStageEngine]:
+def torch_engines(model: MoEModel, max_batch: int) -> dict[str, TorchStageEngine]:
     max_dims = model.layout().max_dims(max_batch)
     return {name: TorchStageEngine(name, stage, max_dims) for name, stage in model.stage_modules().items()}

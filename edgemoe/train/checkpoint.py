@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from edgemoe.core.errors import EdgeMoEError
 from edgemoe.core.schema import ModelConfig
 from edgemoe.model.registry import build_model
-from edgemoe.model.smoe import SparseMoE
+from edgemoe.model.moe import MoEModel
 
 FORMAT = "edgemoe-checkpoint/1"
 
@@ -30,12 +30,12 @@ class CheckpointError(EdgeMoEError):
 
 @dataclass
 class Checkpoint:
-    model: SparseMoE
+    model: MoEModel
     config: ModelConfig
     info: dict[str, Any] = field(default_factory=dict)  # history, validation table, seed, ...
 
 
-def save_checkpoint(model: SparseMoE, path: Path, info: dict[str, Any]) -> None:
+def save_checkpoint(model: MoEModel, path: Path, info: dict[str, Any]) -> None:
     """Write atomically: a crash leaves the previous checkpoint, never half a file."""
     metadata = {"format": FORMAT, "config": model.config.to_json(), "info": json.dumps(info)}
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

@@ -17,56 +17,45 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgemoe.core.mask import bits_to_masks, full_mask, masks_to_bits
+from edgemoe.core.mask import masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.model.registry import build_model
-from edgemoe.model.smoe import SparseMoE
+from edgemoe.model.moe import MoEModel
 from edgemoe.train.evaluate import EvalTable, evaluate_masks
+from edgemoe.train.masks import MaskSampler, mask_sampler
 
 EpochLog = Callable[[str], None]
 
 
 @dataclass
 class TrainResult:
-    model: SparseMoE
+    model: MoEModel
     best_epoch: int
     val_table: EvalTable
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def sample_masks(recorded: np.ndarray, dropout: float, num_sensors: int, rng: np.random.Generator) -> np.ndarray:
-    """Training masks: full with prob ``1 - dropout``, else uniform over non-empty masks,
-    always within what the sample recorded and never empty."""
-    n = recorded.shape[0]
-    drawn = rng.integers(1, full_mask(num_sensors) + 1, n)
-    masks = np.where(rng.random(n) < dropout, drawn, full_mask(num_sensors)) & recorded
-    return np.where(masks == 0, recorded, masks)
+STANDARDIZE_SAMPLES = 20_000  # frames per sensor that set its input statistics
 
 
-def drop_cells(recorded: np.ndarray, rate: float, num_sensors: int, rng: np.random.Generator) -> np.ndarray:
-    """The random-rate missing pattern: drop ``floor(B*M*rate)`` recorded (sample, sensor) cells,
-    chosen uniformly, always keeping at least one sensor per sample."""
-    bits = masks_to_bits(recorded, num_sensors)
-    n = bits.shape[0]
-    keys = rng.random(bits.shape)
-    protected = np.zeros_like(bits)
-    protected[np.arange(n), np.argmax(np.where(bits, keys, -1.0), axis=1)] = True
-    droppable = np.flatnonzero((bits & ~protected).reshape(-1))
-    count = min(int(n * num_sensors * rate), droppable.size)
-    flat = bits.reshape(-1).copy()
-    flat[rng.choice(droppable, count, replace=False)] = False
-    return bits_to_masks(flat.reshape(bits.shape))
-
-
-MaskSampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+def recorded_frames(train: Split, sensor_names: tuple[str, ...], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Up to ``STANDARDIZE_SAMPLES`` frames per sensor, from samples that recorded it."""
+    recorded = train.recorded(len(sensor_names))
+    picked = {}
+    for i, name in enumerate(sensor_names):
+        rows = np.flatnonzero(recorded >> i & 1)
+        if rows.size > STANDARDIZE_SAMPLES:
+            rows = np.sort(rng.choice(rows, STANDARDIZE_SAMPLES, replace=False))
+        picked[name] = torch.from_numpy(np.ascontiguousarray(train.frames[name][rows]))
+    return picked
 
 
 def to_tensors(frames: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in frames.items()}
 
 
-def torch_predictor(model: SparseMoE, batch: int = 1024) -> Callable[[Mapping[str, np.ndarray], int], np.ndarray]:
+def torch_predictor(model: MoEModel, batch: int = 1024) -> Callable[[Mapping[str, np.ndarray], int], np.ndarray]:
     """``(frames, mask) -> probs`` over the PyTorch model, for :func:`evaluate_masks`."""
     m = model.config.num_sensors
 
@@ -102,6 +91,7 @@ class Trainer:
         torch.set_num_threads(cfg.threads)
         rng = np.random.default_rng(cfg.seed)
         model = build_model(self.config)
+        model.standardize_inputs(recorded_frames(train, self.config.sensor_names, rng))
         optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * -(-len(train) // cfg.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
@@ -133,7 +123,7 @@ class Trainer:
         model.eval()
         return TrainResult(model, best[1], best[3], history)
 
-    def _epoch(self, model: SparseMoE, train: Split, optim: torch.optim.Optimizer,
+    def _epoch(self, model: MoEModel, train: Split, optim: torch.optim.Optimizer,
                sched: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator,
                tick: Callable[[], None]) -> tuple[float, float]:
         cfg = self.config.training
@@ -141,10 +131,11 @@ class Trainer:
         model.train()
         order = rng.permutation(len(train))
         recorded = train.recorded(m)[order]
-        if self.mask_sampler is None:
-            masks = sample_masks(recorded, cfg.sensor_dropout, m, rng)
+        if model.samples_partials:  # the method draws its own incomplete combinations
+            masks = recorded
         else:
-            masks = self.mask_sampler(recorded, rng)
+            sampler = self.mask_sampler or mask_sampler(cfg.mask_sampling, cfg.sensor_dropout, m)
+            masks = sampler(recorded, rng)
         total_loss, correct = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]

@@ -1,0 +1,205 @@
+"""The one forward every method shares: encode -> fill -> fuse -> route -> experts -> pool -> head.
+
+A method is a choice of parts (a filler, a router, an expert bank with its mixing rule) plus
+training objectives (:mod:`edgemoe.model.objectives`). The forward returns the logits and a
+:class:`Trace` of what it computed; objectives read the trace and never touch the inference path,
+so the deployed computation is the same code for every method. Stage modules (the cut points the
+exporter turns into ONNX graphs) are the parts themselves, and the runtime's numpy executor
+implements only top-k, the mixer and the pool over them — parity tests hold all three equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgemoe.core.engine import TensorSpec
+from edgemoe.core.plan import GATE, HEAD, StageLayout, encoder_stage, expert_stage, imputer_stage
+from edgemoe.core.schema import ModelConfig
+from edgemoe.model.encoders import SensorEncoder
+from edgemoe.model.experts import Combined, ExpertBank
+from edgemoe.model.fillers import DropFiller
+from edgemoe.model.fusion import TokenFusion
+from edgemoe.model.routing import Router, Routing, masked_mean
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one forward computed, for the training objectives."""
+
+    frames: Mapping[str, torch.Tensor]
+    present: torch.Tensor  # [B, M] bool
+    observed: torch.Tensor  # [B, M*S, D] every encoder's tokens
+    tokens: torch.Tensor  # [B, T, D] the router's input (after fillers)
+    token_mask: torch.Tensor  # [B, T] bool, tokens that count in the pool
+    routing: Routing
+    combined: Combined
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    logits: torch.Tensor  # [B, C]
+    trace: Trace
+
+    @property
+    def token_mask(self) -> torch.Tensor:
+        return self.trace.token_mask
+
+    @property
+    def chosen(self) -> torch.Tensor:
+        """``[B, T, k]`` expert indices per token."""
+        b, t = self.trace.token_mask.shape
+        return self.trace.routing.token_index.reshape(b, t, -1)
+
+
+@dataclass(frozen=True)
+class StageModule:
+    """A stage as exported: the module and its named, symbolic-shaped tensors."""
+
+    module: nn.Module
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+class Head(nn.Module):
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, num_classes)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(pooled))
+
+
+class HeadProbs(nn.Module):
+    """The exported head: probabilities, so every backend hands out the same thing."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.head(pooled), dim=-1)
+
+
+class MoEModel(nn.Module):
+    """Per-sensor encoders, a filler, a router, an expert bank and a head; ``objectives`` add
+    the method's training losses to the task cross-entropy."""
+
+    def __init__(self, config: ModelConfig, filler: DropFiller, router: Router, experts: ExpertBank,
+                 objectives: Mapping[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        spec = config.model
+        self.encoders = nn.ModuleDict(
+            {s.name: SensorEncoder(s, spec.tokens_per_sensor, spec.dim) for s in config.sensors}
+        )
+        self.filler = filler
+        self.fusion = (TokenFusion(spec.dim, spec.fusion_heads, spec.expert_hidden)
+                       if spec.fusion == "attention" else None)
+        self.router = router
+        self.experts = experts
+        self.head = Head(spec.dim, config.num_classes)
+        self.objectives = nn.ModuleDict(dict(objectives or {}))
+
+    # -- forward -------------------------------------------------------------------------------
+    def encode(self, frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Every sensor's tokens ``[B, M*S, D]`` (a missing sensor's slots are dropped by ``fill``)."""
+        return torch.cat([self.encoders[name](frames[name]) for name in self.config.sensor_names], 1)
+
+    def fill(self, observed: torch.Tensor, present: torch.Tensor,
+             frames: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens ``[B, T, D]`` the router sees under ``present`` and the mask of those that count:
+        the filler's, then cross-sensor fusion when the model has it."""
+        tokens, token_mask = self.filler(observed, present, dict(frames), self.encoders)
+        if self.fusion is not None:
+            tokens = self.fusion(tokens, token_mask)
+        return tokens, token_mask
+
+    def back(self, tokens: torch.Tensor, token_mask: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, Combined]:
+        """Experts, masked-mean pool and head under a given routing."""
+        b, t, d = tokens.shape
+        combined = self.experts(tokens.reshape(b * t, d), routing)
+        return self.head(masked_mean(combined.tokens.reshape(b, t, d), token_mask)), combined
+
+    def forward(self, frames: Mapping[str, torch.Tensor], present: torch.Tensor) -> ModelOutput:
+        observed = self.encode(frames)
+        tokens, token_mask = self.fill(observed, present, frames)
+        routing = self.router(tokens, token_mask)
+        logits, combined = self.back(tokens, token_mask, routing)
+        return ModelOutput(logits, Trace(frames, present, observed, tokens, token_mask, routing, combined))
+
+    # -- training ------------------------------------------------------------------------------
+    @property
+    def samples_partials(self) -> bool:
+        """True when an objective draws its own incomplete combinations (MARS): the trainer then
+        shows every sample with all it recorded, so the reference pass is really complete."""
+        return any(getattr(objective, "draws_partials", False) for objective in self.objectives.values())
+
+    def standardize_inputs(self, recorded_frames: Mapping[str, torch.Tensor]) -> None:
+        """Set each encoder's input statistics from recorded frames of the training split (a
+        sensor with no recorded frame keeps the identity)."""
+        for name, frames in recorded_frames.items():
+            if frames.shape[0]:
+                self.encoders[name].standardize.fit(frames)
+
+    def loss_terms(self, output: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The task cross-entropy and every objective's weighted terms, by name."""
+        terms = {"task": F.cross_entropy(output.logits, labels)}
+        for objective in self.objectives.values():
+            terms.update(objective(self, output, labels))
+        return terms
+
+    def loss(self, output: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
+        return torch.stack(list(self.loss_terms(output, labels).values())).sum()
+
+    # -- stages --------------------------------------------------------------------------------
+    def layout(self) -> StageLayout:
+        spec = self.config.model
+        return StageLayout(
+            sensors=self.config.sensor_names, tokens_per_sensor=spec.tokens_per_sensor,
+            dim=spec.dim, num_experts=len(self.experts), top_k=self.router.top_k,
+            num_classes=self.config.num_classes, filler=self.filler.kind, mixing=self.experts.mixing,
+            route_by=self.router.route_by,
+        )
+
+    def stage_modules(self) -> dict[str, StageModule]:
+        """Every stage as a standalone module with named tensors, in execution order."""
+        d, n, s = self.config.model.dim, len(self.experts), self.config.model.tokens_per_sensor
+        stages = {
+            encoder_stage(spec.name): StageModule(
+                self.encoders[spec.name],
+                (TensorSpec("frame", ("batch", *spec.shape)),),
+                (TensorSpec("tokens", ("batch", s, d)),),
+            )
+            for spec in self.config.sensors
+        }
+        for name, module in self.filler.stage_modules(self.encoders).items():
+            stages[imputer_stage(name)] = StageModule(
+                module, (TensorSpec("context", ("batch", "context", d)),), (TensorSpec("tokens", ("batch", s, d)),)
+            )
+        unit = "tokens" if self.router.route_by == "token" else "batch"
+        gate_in = "tokens" if self.router.route_by == "token" else "pooled"
+        stages[GATE] = StageModule(self.router.score, (TensorSpec(gate_in, (unit, d)),),
+                                   (TensorSpec("scores", (unit, n)),))
+        token_in = (TensorSpec("tokens", ("tokens", d)),)
+        expert_out = (TensorSpec("delta", ("tokens", d)),)
+        if self.experts.mixing == "confidence":
+            expert_out += (TensorSpec("confidence", ("tokens", 1)),)
+        for e, expert in enumerate(self.experts.experts):
+            stages[expert_stage(e)] = StageModule(expert, token_in, expert_out)
+        stages[HEAD] = StageModule(
+            HeadProbs(self.head),
+            (TensorSpec("pooled", ("batch", d)),),
+            (TensorSpec("probs", ("batch", self.config.num_classes)),),
+        )
+        return stages
+
+    def constants(self) -> dict[str, np.ndarray]:
+        """Stored filler tokens (``sensor@mask``) the runtime looks up; empty for most fillers."""
+        return self.filler.constants(self.encoders)

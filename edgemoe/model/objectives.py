@@ -1,0 +1,97 @@
+"""Training objectives: losses computed from a forward's :class:`~edgemoe.model.moe.Trace`.
+
+Each objective is a module (it may own training-only parameters, such as Conf-SMoE's probe) called
+as ``objective(model, output, labels) -> {name: weighted term}``. None of them is exported and
+none changes what the forward computes, so a method's deployed graphs depend only on its parts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgemoe.model.gates import cv_squared, smooth_load
+from edgemoe.model.masks import presence_to_masks
+from edgemoe.model.routing import Routing
+
+if TYPE_CHECKING:
+    from edgemoe.model.moe import ModelOutput, MoEModel
+
+Terms = dict[str, torch.Tensor]
+
+
+def load_balance(routing: Routing, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``cv^2(importance) + cv^2(load)`` over the routing units that count (Shazeer et al.).
+
+    The load is the expected count under the gate noise when there was noise (differentiable),
+    the hard count otherwise (no gradient through it)."""
+    gates = torch.zeros_like(routing.scores).scatter(1, routing.index, routing.weight)
+    clean, scores, scale = routing.clean, routing.scores, routing.scale
+    if valid is not None:
+        gates, clean, scores = gates[valid], clean[valid], scores[valid]
+        scale = None if scale is None else scale[valid]
+    if scale is None:
+        load = (gates > 0).float().sum(0)
+    else:
+        load = smooth_load(clean, scores, scale, routing.index.shape[1])
+    return cv_squared(gates.sum(0)) + cv_squared(load)
+
+
+class LoadBalance(nn.Module):
+    """``weight * load_balance`` of the deployed router, over the tokens that count."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, model: MoEModel, output: ModelOutput, labels: torch.Tensor) -> Terms:
+        routing = output.trace.routing
+        valid = output.trace.token_mask.reshape(-1) if routing.tokens_per_unit == 1 else None
+        return {"load_balance": self.weight * load_balance(routing, valid)}
+
+
+class CombinationPull(nn.Module):
+    """Flex-MoE: each sample's mean gate logits are pulled toward its combination's expert
+    (``c mod N``) by a small cross-entropy."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, model: MoEModel, output: ModelOutput, labels: torch.Tensor) -> Terms:
+        trace = output.trace
+        b, t = trace.token_mask.shape
+        logits = trace.routing.clean.reshape(b, t, -1).mean(1)
+        target = presence_to_masks(trace.present) % logits.shape[1]
+        return {"combination_pull": self.weight * F.cross_entropy(logits, target)}
+
+
+class ConfidenceRegression(nn.Module):
+    """Conf-SMoE's decoupled confidence: the routed experts' confidences regress the task
+    confidence ``t_e = stopgrad(softmax(W_p E_e(x))[y])`` through a shared probe ``W_p`` trained
+    with its own cross-entropy, and the gate learns to score the confident experts
+    (``MSE(sigmoid(score), stopgrad(c))``), so top-k picks them without running every expert at
+    inference. There is no load-balancing term: the claim is that this alone prevents collapse."""
+
+    def __init__(self, dim: int, num_classes: int, confidence_weight: float = 1.0, gate_weight: float = 1.0) -> None:
+        super().__init__()
+        self.probe = nn.Linear(dim, num_classes)
+        self.confidence_weight = confidence_weight
+        self.gate_weight = gate_weight
+
+    def forward(self, model: MoEModel, output: ModelOutput, labels: torch.Tensor) -> Terms:
+        combined, routing = output.trace.combined, output.trace.routing
+        assert combined.confidence is not None, "confidence regression needs confidence mixing"
+        tokens, k, d = combined.picked.shape
+        token_labels = labels.repeat_interleave(tokens // labels.shape[0]).unsqueeze(1).expand(-1, k).reshape(-1)
+        probe_logits = self.probe(combined.picked.reshape(-1, d))
+        target = torch.softmax(probe_logits.detach(), -1).gather(1, token_labels[:, None]).reshape(-1, k)
+        return {
+            "probe": F.cross_entropy(probe_logits, token_labels),
+            "confidence": self.confidence_weight * F.mse_loss(combined.weight, target),
+            "gate_regression": self.gate_weight * F.mse_loss(torch.sigmoid(routing.clean),
+                                                             combined.confidence.detach()),
+        }
