@@ -17,7 +17,8 @@ import torch
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import all_masks, masks_to_bits
-from edgemoe.core.plan import PlanCache, StageLayout
+from edgemoe.core.plan import PlanCache
+from edgemoe.core.stages import StageLayout
 from edgemoe.profile.environment import Tegrastats, describe
 from edgemoe.profile.measure import ProfileSettings, profile_engines
 from edgemoe.profile.report import compare, load_runs, write_reports

@@ -25,7 +25,7 @@ from edgemoe.calibrate.sets import CalibrationError, CalibrationSets
 from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.mask import bits_to_masks, full_mask
-from edgemoe.core.plan import expert_stage
+from edgemoe.core.stages import expert_stage
 from edgemoe.data.dataset import Split
 
 

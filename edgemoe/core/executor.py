@@ -30,7 +30,8 @@ import numpy as np
 from edgemoe.core.engine import Engine
 from edgemoe.core.errors import EngineError
 from edgemoe.core.mask import all_masks
-from edgemoe.core.plan import Plan, StageLayout
+from edgemoe.core.plan import Plan
+from edgemoe.core.stages import StageLayout
 
 
 @dataclass(frozen=True)

@@ -4,107 +4,17 @@ The same plan is executed over PyTorch stage modules (the reference) and over co
 (deployment); parity tests compare the two for every mask. A plan is computed once per mask and
 cached, so a sensor dropping out costs a dict lookup.
 
-The stage structure of a model is described by a :class:`StageLayout`, written into the bundle
-manifest at export and read back by the runtime, so the runtime never needs the model code.
+The stage structure of a model is described by a :class:`~edgemoe.core.stages.StageLayout`,
+written into the bundle manifest at export and read back by the runtime, so the runtime never
+needs the model code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
 
-from edgemoe.core.errors import BundleError
 from edgemoe.core.mask import Mask, all_masks, full_mask, present
-
-# How a missing sensor's tokens are provided.
-#  drop     - no tokens (equivalent to zero tokens excluded from the masked mean pool)
-#  constant - a stored tensor per sensor (zero-fill, prototype or learned bank), shipped in the bundle
-#  imputer  - an ``imputer[m]`` stage refines the stored tensor from the present sensors' tokens
-Filler = Literal["drop", "constant", "imputer"]
-# Mixing weight of a routed expert: softmax over the top-k gate scores, or the expert's own
-# confidence output (decoupled confidence gating).
-Mixing = Literal["softmax", "confidence"]
-# Unit that the gate scores: each token, or each sample's pooled tokens.
-RouteBy = Literal["token", "sample"]
-
-
-def encoder_stage(sensor: str) -> str:
-    return f"encoder[{sensor}]"
-
-
-def imputer_stage(sensor: str) -> str:
-    return f"imputer[{sensor}]"
-
-
-def expert_stage(index: int) -> str:
-    return f"expert[{index}]"
-
-
-GATE = "gate"
-HEAD = "head"
-
-
-def fused_stage(mask: int) -> str:
-    """The stage name of a mask's fused engine (its whole forward in one graph): ``fused[5]``."""
-    return f"fused[{mask}]"
-
-
-FUSED_DIMS = {"batch": 1}  # fused engines serve single frames; batches take the staged plan
-
-
-def stage_file_stem(stage: str) -> str:
-    """``expert[3]`` -> ``expert_3`` for file names."""
-    return stage.replace("[", "_").replace("]", "")
-
-
-@dataclass(frozen=True)
-class StageLayout:
-    """Everything the executor needs to know about a model's stages, and nothing about torch."""
-
-    sensors: tuple[str, ...]
-    tokens_per_sensor: int
-    dim: int
-    num_experts: int
-    top_k: int
-    num_classes: int
-    filler: Filler = "drop"
-    mixing: Mixing = "softmax"
-    route_by: RouteBy = "token"
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> StageLayout:
-        try:
-            values = dict(data)
-            values["sensors"] = tuple(values["sensors"])  # type: ignore[arg-type]
-            return cls(**values)  # type: ignore[arg-type]
-        except (KeyError, TypeError) as exc:
-            raise BundleError(f"manifest 'layout' is malformed: {exc}") from None
-
-    @property
-    def num_sensors(self) -> int:
-        return len(self.sensors)
-
-    def stage_names(self) -> list[str]:
-        """Every stage of the model, in execution order."""
-        names = [encoder_stage(s) for s in self.sensors]
-        if self.filler == "imputer":
-            names += [imputer_stage(s) for s in self.sensors]
-        names.append(GATE)
-        names += [expert_stage(e) for e in range(self.num_experts)]
-        names.append(HEAD)
-        return names
-
-    def max_dims(self, max_batch: int) -> dict[str, int]:
-        """Largest size of each symbolic dim, for buffers and optimisation profiles."""
-        tokens = max_batch * self.num_sensors * self.tokens_per_sensor
-        dims = {"batch": max_batch, "tokens": tokens}
-        if self.filler == "imputer":  # an imputer sees the present sensors' tokens
-            dims["context"] = max(1, (self.num_sensors - 1) * self.tokens_per_sensor)
-        return dims
+from edgemoe.core.stages import GATE, HEAD, StageLayout, encoder_stage, expert_stage, imputer_stage
 
 
 @dataclass(frozen=True)

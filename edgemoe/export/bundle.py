@@ -24,7 +24,7 @@ import onnx
 from edgemoe.core.bundle import MODEL_FORMAT, sha256_file, staged_directory, write_manifest
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.mask import mask_names
-from edgemoe.core.plan import FUSED_DIMS, fused_stage, stage_file_stem
+from edgemoe.core.stages import FUSED_DIMS, fused_stage, stage_file_stem
 from edgemoe.export.monolithic import export_fused
 from edgemoe.export.onnx_stage import EXPORTER, OPSET, export_stage
 from edgemoe.model.smoe import SparseMoE

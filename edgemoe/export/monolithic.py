@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from edgemoe.core.mask import masks_to_bits
-from edgemoe.core.plan import fused_stage
+from edgemoe.core.stages import fused_stage
 from edgemoe.export.onnx_stage import OPSET, ExportError, simplify_graph
 from edgemoe.model.smoe import SparseMoE
 

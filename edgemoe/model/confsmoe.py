@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgemoe.core.engine import TensorSpec
-from edgemoe.core.plan import expert_stage, imputer_stage
+from edgemoe.core.stages import expert_stage, imputer_stage, stage_tensors
 from edgemoe.core.schema import ModelConfig
 from edgemoe.model.gates import top_k_route
 from edgemoe.model.smoe import Expert, ModelOutput, SparseMoE, StageModule
@@ -168,18 +167,13 @@ class ConfSMoE(SparseMoE):
     # -- stages --------------------------------------------------------------------------------
     def stage_modules(self) -> dict[str, StageModule]:
         stages = super().stage_modules()
-        d, s = self.config.model.dim, self.config.model.tokens_per_sensor
-        token_in = (TensorSpec("tokens", ("tokens", d)),)
-        out = (TensorSpec("delta", ("tokens", d)), TensorSpec("confidence", ("tokens", 1)))
+        io = stage_tensors(self.layout(), {spec.name: spec.shape for spec in self.config.sensors})
         for e, expert in enumerate(self.experts):
-            stages[expert_stage(e)] = StageModule(expert, token_in, out)
+            stages[expert_stage(e)] = StageModule(expert, *io[expert_stage(e)])
         with torch.no_grad():
             for name in self.config.sensor_names:
                 stages[imputer_stage(name)] = StageModule(
-                    ImputerStage(self.prototype(name), self.refiners[name]),
-                    (TensorSpec("context", ("batch", "context", d)),),
-                    (TensorSpec("tokens", ("batch", s, d)),),
-                )
+                    ImputerStage(self.prototype(name), self.refiners[name]), *io[imputer_stage(name)])
         return stages
 
     def constants(self) -> dict[str, np.ndarray]:

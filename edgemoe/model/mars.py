@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgemoe.core.engine import TensorSpec
 from edgemoe.core.mask import full_mask
-from edgemoe.core.plan import GATE
+from edgemoe.core.stages import GATE, stage_tensors
 from edgemoe.core.schema import ModelConfig
 from edgemoe.model.flexmoe import presence_to_masks
 from edgemoe.model.gates import GATES, GateNoise, cv_squared, smooth_load, top_k_route
@@ -164,7 +163,6 @@ class ResidualGuidedMoE(SparseMoE):
     # -- stages --------------------------------------------------------------------------------
     def stage_modules(self) -> dict[str, StageModule]:
         stages = super().stage_modules()
-        d, n = self.config.model.dim, self.config.model.num_experts
-        stages[GATE] = StageModule(self.gate, (TensorSpec("pooled", ("batch", d)),),
-                                   (TensorSpec("scores", ("batch", n)),))
+        io = stage_tensors(self.layout(), {spec.name: spec.shape for spec in self.config.sensors})
+        stages[GATE] = StageModule(self.gate, *io[GATE])
         return stages

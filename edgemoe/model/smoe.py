@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgemoe.core.engine import TensorSpec
-from edgemoe.core.plan import GATE, HEAD, StageLayout, encoder_stage, expert_stage
+from edgemoe.core.stages import GATE, HEAD, StageLayout, encoder_stage, expert_stage, stage_tensors
 from edgemoe.core.schema import ModelConfig
 from edgemoe.model.encoders import SensorEncoder
 from edgemoe.model.gates import GATES, GateNoise, cv_squared, smooth_load, top_k_route
@@ -152,25 +152,15 @@ class SparseMoE(nn.Module):
 
     def stage_modules(self) -> dict[str, StageModule]:
         """Every stage as a standalone module with named tensors, in execution order."""
-        d, n = self.config.model.dim, self.config.model.num_experts
-        s = self.config.model.tokens_per_sensor
+        io = stage_tensors(self.layout(), {spec.name: spec.shape for spec in self.config.sensors})
         stages = {
-            encoder_stage(spec.name): StageModule(
-                self.encoders[spec.name],
-                (TensorSpec("frame", ("batch", *spec.shape)),),
-                (TensorSpec("tokens", ("batch", s, d)),),
-            )
+            encoder_stage(spec.name): StageModule(self.encoders[spec.name], *io[encoder_stage(spec.name)])
             for spec in self.config.sensors
         }
-        token_in = (TensorSpec("tokens", ("tokens", d)),)
-        stages[GATE] = StageModule(self.gate, token_in, (TensorSpec("scores", ("tokens", n)),))
+        stages[GATE] = StageModule(self.gate, *io[GATE])
         for e, expert in enumerate(self.experts):
-            stages[expert_stage(e)] = StageModule(expert, token_in, (TensorSpec("delta", ("tokens", d)),))
-        stages[HEAD] = StageModule(
-            HeadProbs(self.head),
-            (TensorSpec("pooled", ("batch", d)),),
-            (TensorSpec("probs", ("batch", self.config.num_classes)),),
-        )
+            stages[expert_stage(e)] = StageModule(expert, *io[expert_stage(e)])
+        stages[HEAD] = StageModule(HeadProbs(self.head), *io[HEAD])
         return stages
 
     def constants(self) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgemoe.core.engine import Engine
 from edgemoe.core.mask import all_masks, full_mask, mask_label
-from edgemoe.core.plan import fused_stage
+from edgemoe.core.stages import fused_stage
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
 from edgemoe.profile.fused import measure_fused
 from edgemoe.profile.timing import TimedEngine, peak_rss_bytes, percentiles, rss_bytes, timer_overhead_s

@@ -23,7 +23,8 @@ from edgemoe.core.engine import Engine
 from edgemoe.core.errors import FrameError
 from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import Mask, all_masks, mask_names
-from edgemoe.core.plan import PlanCache, fused_stage
+from edgemoe.core.plan import PlanCache
+from edgemoe.core.stages import fused_stage
 from edgemoe.runtime.loader import EngineBundle, load_engine_bundle
 
 ABSENT = "absent"
