@@ -28,9 +28,10 @@ import torch  # noqa: E402
 
 from edgemoe.core.engine import TensorSpec  # noqa: E402
 from edgemoe.core.mask import all_masks, full_mask, mask_label, masks_to_bits  # noqa: E402
-from edgemoe.engines.onnxruntime import OrtEngine  # noqa: E402
+from edgemoe.engines.onnxruntime.engine import OrtEngine  # noqa: E402
 from edgemoe.engines.target import OrtOptions  # noqa: E402
-from edgemoe.export.monolithic import PRESENT, export_fused, export_monolithic  # noqa: E402
+from edgemoe.export.fused import export_fused  # noqa: E402
+from edgemoe.export.monolithic import PRESENT, export_monolithic  # noqa: E402
 from edgemoe.profile.environment import cpu_model  # noqa: E402
 from edgemoe.profile.measure import ProfileSettings, profile_engines  # noqa: E402
 from edgemoe.profile.timing import rss_bytes  # noqa: E402

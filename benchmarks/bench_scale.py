@@ -2,7 +2,7 @@
 """Scale: a model with 8 sensors and 16 experts (255 masks, 26 stage engines).
 
 Measures, in one run:
-- plan compile: ``PlanCache`` + the executor's per-mask programs for all 255 masks (target < 1 s);
+- plan compile: the executor's per-mask programs for all 255 masks (target < 1 s);
 - per-frame cost does not depend on the number of masks: the same frames through an executor that
   holds the programs of all 255 masks and one that holds only the measured mask's, interleaved;
 - memory grows linearly with stages: RSS after each engine is loaded, with a least-squares line;
@@ -26,9 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgemoe.core.executor import PlanExecutor  # noqa: E402
-from edgemoe.core.mask import all_masks, full_mask, mask_label  # noqa: E402
-from edgemoe.core.plan import PlanCache  # noqa: E402
+from edgemoe.core.mask import all_masks, full_mask, mask_label, present  # noqa: E402
+from edgemoe.runtime.executor import PlanExecutor  # noqa: E402
 from edgemoe.core.schema import ModelConfig  # noqa: E402
 from edgemoe.profile.environment import cpu_model  # noqa: E402
 from edgemoe.profile.measure import ProfileSettings, profile_engines  # noqa: E402
@@ -69,9 +68,7 @@ def compile_time(runtime: Runtime, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        plans = PlanCache(layout)
-        executor = PlanExecutor(layout, bundle.engines, bundle.max_batch, bundle.constants)
-        executor.prepare(plans[m] for m in all_masks(layout.num_sensors))
+        PlanExecutor(layout, bundle.engines, bundle.max_batch, bundle.constants)  # compiles every mask
         times.append(time.perf_counter() - t0)
     return times
 
@@ -82,20 +79,19 @@ def per_frame_vs_masks(runtime: Runtime, masks: list[int], frames: int, rounds: 
     rng = np.random.default_rng(0)
     out = {}
     for mask in masks:
-        plan = runtime.plans[mask]
         lone = PlanExecutor(bundle.layout, bundle.engines, bundle.max_batch, bundle.constants)
-        lone.prepare([plan])
+        lone.programs = {mask: lone.programs[mask]}  # the same executor holding one program
         feeds = [{i: rng.standard_normal((1, *runtime.config.sensors[i].shape)).astype(np.float32)
-                  for i in plan.present} for _ in range(frames)]
+                  for i in present(mask, len(runtime.config.sensors))} for _ in range(frames)]
         took = {"all": [], "one": []}
         for _ in range(rounds):
             for name, ex in (("all", runtime.executor), ("one", lone)):
                 for f in feeds:
                     t0 = time.perf_counter()
-                    ex.run(plan, f)
+                    ex.run(mask, f)
                     took[name].append(time.perf_counter() - t0)
         out[mask] = (float(np.median(took["all"])) * 1e6, float(np.median(took["one"])) * 1e6,
-                     runtime.executor.compiled_masks, lone.compiled_masks)
+                     len(runtime.executor.programs), len(lone.programs))
     return out
 
 
@@ -163,7 +159,7 @@ def main() -> int:
         f"{os.getloadavg()[0]:.1f} at the end). Untrained weights; "
         + (f"engines reused from {engines}." if reused else f"engines built in {built_s:.0f} s (export + build).") + "", "",
         "## Plans for every mask", "",
-        f"- `PlanCache` + executor programs for all {len(all_masks(m))} masks: median {np.median(compile_s) * 1e3:.1f} ms, "
+        f"- executor programs for all {len(all_masks(m))} masks: median {np.median(compile_s) * 1e3:.1f} ms, "
         f"max {max(compile_s) * 1e3:.1f} ms over {len(compile_s)} repeats → {'< 1 s: met' if max(compile_s) < 1 else 'NOT met'}",
         f"- plans/programs are built at load; created after start during the profile: "
         f"{profile['summary']['compiled_after_start']}", "",

@@ -25,8 +25,8 @@ from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.cli import main
 from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest, sha256_file
 from edgemoe.core.engine import run_engine
-from edgemoe.core.executor import top_k_indices
-from edgemoe.core.plan import expert_stage
+from edgemoe.runtime.executor import top_k_indices
+from edgemoe.core.stages import expert_stage
 from edgemoe.data.dataset import load_dataset
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import load_target

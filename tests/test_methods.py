@@ -3,8 +3,8 @@
 For each method (and each gate family), a briefly trained model must give the same class
 probabilities and the same expert choices three ways, for every mask: the PyTorch training-side
 forward, the plan executed over the PyTorch stage modules, and the plan executed over ONNX Runtime
-engines built from the exported bundle, and for one mask its fused engine (the whole forward at
-batch 1). Per-mask dedicated models export one bundle per mask (all
+engines built from the exported bundle; and every mask's fused engine (the whole forward in one
+graph, batch 1) must give the staged plan's answer on that mask. Per-mask dedicated models export one bundle per mask (all
 15 of them) and are checked on their own mask.
 """
 
@@ -16,10 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgemoe.core.engine import run_engine
-from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import all_masks, full_mask, masks_to_bits
-from edgemoe.core.plan import PlanCache
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.engines.build import build_engines
@@ -28,6 +25,7 @@ from edgemoe.export.bundle import write_bundle
 from edgemoe.export.torch_engine import torch_engines
 from edgemoe.model.gates import GATES
 from edgemoe.model.registry import build_model
+from edgemoe.runtime.executor import PlanExecutor
 from edgemoe.runtime.loader import load_engine_bundle
 from edgemoe.train.checkpoint import load_checkpoint, save_checkpoint
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
@@ -38,14 +36,17 @@ BATCH = 8
 ATOL = 1e-4
 TRAIN_SAMPLES = 256
 
-METHODS = [("smoe", "softmax"), ("smoe", "gaussian"), ("dense", "softmax"),
-           ("flexmoe", "softmax"), ("confsmoe", "softmax"), ("confsmoe", "gaussian"),
-           ("mars", "softmax"), ("mars", "laplace")]
+METHODS = [("smoe", "softmax", "none"), ("smoe", "gaussian", "none"), ("dense", "softmax", "none"),
+           ("flexmoe", "softmax", "none"), ("confsmoe", "softmax", "none"), ("confsmoe", "gaussian", "none"),
+           ("mars", "softmax", "none"), ("mars", "laplace", "none"),
+           # cross-sensor fusion: a stage whose token count follows the mask
+           ("smoe", "softmax", "attention"), ("flexmoe", "softmax", "attention"),
+           ("confsmoe", "softmax", "attention"), ("mars", "softmax", "attention")]
 
 
-def short_config(config: ModelConfig, method: str, gate: str) -> ModelConfig:
+def short_config(config: ModelConfig, method: str, gate: str, fusion: str = "none") -> ModelConfig:
     return config.model_copy(update={
-        "model": config.model.model_copy(update={"method": method, "gate": gate}),
+        "model": config.model.model_copy(update={"method": method, "gate": gate, "fusion": fusion}),
         "training": config.training.model_copy(update={"epochs": 1, "batch_size": 64}),
     })
 
@@ -73,7 +74,7 @@ def assert_parity(model: torch.nn.Module, engines_dir: Path, split: Split, masks
     assert bundle.layout == layout
     reference = PlanExecutor(layout, torch_engines(model, BATCH), BATCH, model.constants())
     deployed = PlanExecutor(layout, bundle.engines, bundle.max_batch, bundle.constants)
-    plans = PlanCache(layout)
+    fused = PlanExecutor(layout, bundle.engines, bundle.max_batch, bundle.constants, bundle.fused)
     part = small(split, BATCH)
     for mask in masks:
         present = torch.from_numpy(masks_to_bits(np.full(BATCH, mask), config.num_sensors))
@@ -84,26 +85,28 @@ def assert_parity(model: torch.nn.Module, engines_dir: Path, split: Split, masks
         counts = np.bincount(chosen, minlength=layout.num_experts)
         frames = {i: part.frames[name] for i, name in enumerate(config.sensor_names) if mask >> i & 1}
         for executor in (reference, deployed):
-            result = executor.run(plans[mask], frames)
+            result = executor.run(mask, frames)
             np.testing.assert_allclose(result.probs, probs, atol=ATOL, err_msg=f"mask {mask}")
             np.testing.assert_array_equal(result.expert_tokens, counts, err_msg=f"mask {mask} top-k")
-        if mask in bundle.fused:  # a hot mask's whole forward in one engine, batch 1
-            fused = bundle.fused[mask]
-            feeds = {name: part.frames[name][:1] for i, name in enumerate(config.sensor_names) if mask >> i & 1}
-            np.testing.assert_allclose(run_engine(fused, feeds)["probs"], probs[:1], atol=ATOL,
-                                       err_msg=f"fused mask {mask}")
+        if mask in bundle.fused:  # the mask's fused engine against its staged plan, frame by frame
+            for i in range(BATCH):
+                one = {s: f[i : i + 1] for s, f in frames.items()}
+                got, want = fused.run(mask, one), deployed.run(mask, one)
+                assert got.stages_run == (f"fused[{mask}]",) and len(want.stages_run) > 1
+                np.testing.assert_allclose(got.probs, want.probs, atol=ATOL, err_msg=f"fused mask {mask}")
     bundle.close()
 
 
-@pytest.mark.parametrize(("method", "gate"), METHODS, ids=[f"{m}-{g}" for m, g in METHODS])
+@pytest.mark.parametrize(("method", "gate", "fusion"), METHODS,
+                         ids=[f"{m}-{g}" + ("-fusion" if f != "none" else "") for m, g, f in METHODS])
 def test_method_exports_with_engine_parity_on_every_mask(
-    method: str, gate: str, config: ModelConfig, dataset: dict[str, Split], tmp_path: Path
+    method: str, gate: str, fusion: str, config: ModelConfig, dataset: dict[str, Split], tmp_path: Path
 ) -> None:
-    cfg = short_config(config, method, gate)
+    cfg = short_config(config, method, gate, fusion)
     model, engines = train_export_build(cfg, small(dataset["train"], TRAIN_SAMPLES),
-                                        small(dataset["val"], 64), tmp_path, fuse=(0b0110,))
+                                        small(dataset["val"], 64), tmp_path, fuse=tuple(all_masks(config.num_sensors)))
     assert model.config.model.method == method
-    assert load_engine_bundle(engines).fused.keys() == {0b0110}
+    assert load_engine_bundle(engines).fused.keys() == set(all_masks(config.num_sensors))
     assert_parity(model, engines, dataset["test"], all_masks(config.num_sensors))
 
 

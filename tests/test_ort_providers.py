@@ -11,7 +11,7 @@ import pytest
 
 from edgemoe.core.errors import EngineError
 from edgemoe.engines.build import build_engines
-from edgemoe.engines.ort_backend import provider_report
+from edgemoe.engines.onnxruntime.backend import provider_report
 from edgemoe.engines.target import load_target
 
 GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import all_masks, masks_to_bits
-from edgemoe.core.plan import PlanCache
+from edgemoe.core.plan import build_plan
 from edgemoe.data.dataset import Split
 from edgemoe.export.torch_engine import torch_engines
+from edgemoe.runtime.executor import PlanExecutor
 from edgemoe.runtime.runtime import Runtime
 from edgemoe.train.checkpoint import Checkpoint
 from edgemoe.train.trainer import to_tensors
@@ -37,10 +37,10 @@ def test_three_paths_agree_on_every_mask(mask: int, checkpoint: Checkpoint, data
     chosen = out.chosen[out.token_mask].numpy()
     expected_counts = np.bincount(chosen.ravel(), minlength=model.config.model.num_experts)
 
-    plan = PlanCache(model.layout())[mask]
+    plan = build_plan(model.layout(), mask)
     stage_frames = {i: frames[names[i]] for i in plan.present}
-    over_torch = PlanExecutor(model.layout(), torch_engines(model, BATCH), BATCH).run(plan, stage_frames)
-    over_engines = runtime.executor.run(plan, stage_frames)
+    over_torch = PlanExecutor(model.layout(), torch_engines(model, BATCH), BATCH).run(mask, stage_frames)
+    over_engines = runtime.executor.run(mask, stage_frames)
 
     np.testing.assert_allclose(over_torch.probs, reference, atol=ATOL)
     np.testing.assert_allclose(over_engines.probs, reference, atol=ATOL)

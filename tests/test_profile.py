@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from edgemoe.core.engine import TensorSpec
-from edgemoe.core.executor import PlanExecutor
-from edgemoe.core.mask import all_masks, masks_to_bits
-from edgemoe.core.plan import PlanCache, StageLayout
+from edgemoe.core.mask import all_masks, is_present, masks_to_bits
+from edgemoe.core.stages import StageLayout
 from edgemoe.profile.environment import Tegrastats, describe
 from edgemoe.profile.measure import ProfileSettings, profile_engines
 from edgemoe.profile.report import compare, load_runs, write_reports
+from edgemoe.runtime.executor import PlanExecutor
 from edgemoe.runtime.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +47,7 @@ def test_runtime_matches_the_model_on_every_mask_batch_1_and_batched(engines_dir
             one = runtime.infer({n: (frames[n][i] if mask >> b & 1 else None) for b, n in enumerate(names)})
             assert np.abs(one.probs - want[i]).max() < 1e-5, mask
         # the same experts chose the same tokens: per-expert counts over the tokens that count
-        plan = runtime.plans[mask]
-        result = runtime.executor.run(plan, {i: frames[names[i]][:1] for i in plan.present})
+        result = runtime.executor.run(mask, {i: frames[names[i]][:1] for i in range(len(names)) if is_present(mask, i)})
         chosen = out.chosen[0][out.token_mask[0]].reshape(-1).numpy()
         assert np.array_equal(result.expert_tokens, np.bincount(chosen, minlength=len(result.expert_tokens)))
 
@@ -161,13 +160,12 @@ def test_executor_matches_a_per_token_reference(filler: str, mixing: str) -> Non
     shapes = {"a": (2, 3), "b": (4,), "c": (1, 2, 2)}
     engines, constants = numpy_model(layout, shapes)
     executor = PlanExecutor(layout, engines, max_batch=4, constants=constants)
-    plans = PlanCache(layout)
     rng = np.random.default_rng(1)
     for mask in all_masks(3):
         for batch in (1, 3):
             frames = {i: rng.standard_normal((batch, *shapes[x])).astype(np.float32)
                       for i, x in enumerate(layout.sensors) if mask >> i & 1}
-            got = executor.run(plans[mask], frames).probs
+            got = executor.run(mask, frames).probs
             want = reference(layout, engines, constants, mask, frames)
             assert np.allclose(got, want, atol=1e-4), (filler, mixing, mask, batch)
 
@@ -176,7 +174,8 @@ def test_nothing_is_built_after_load_whatever_the_mask_sequence(engines_dir: Pat
     runtime = Runtime.load(engines_dir)
     engines = runtime.bundle.engines.values()
     bindings = sum(e.bound_shapes for e in engines)
-    assert runtime.executor.compiled_masks == len(all_masks(len(runtime.sensor_names)))
+    programs = dict(runtime.executor.programs)
+    assert programs.keys() == set(all_masks(len(runtime.sensor_names)))
     rng = np.random.default_rng(3)
     frames = random_frames(runtime, 8, seed=3)
     for i in range(120):
@@ -184,7 +183,8 @@ def test_nothing_is_built_after_load_whatever_the_mask_sequence(engines_dir: Pat
         runtime.infer({n: (frames[n][i % 8] if mask >> b & 1 else None) for b, n in enumerate(runtime.sensor_names)})
         runtime.infer_batch({n: frames[n][: 1 + i % 8] for n in runtime.sensor_names}, mask)
     assert sum(e.bound_shapes for e in engines) == bindings
-    assert runtime.executor.compiled_masks == 15
+    assert runtime.executor.programs.keys() == programs.keys()
+    assert all(runtime.executor.programs[m] is p for m, p in programs.items())  # none rebuilt
 
 
 def test_profile_writes_json_markdown_plots_and_compares(engines_dir: Path, tmp_path: Path) -> None:

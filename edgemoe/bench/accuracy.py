@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from edgemoe.core.mask import all_masks, full_mask, masks_to_bits
+from edgemoe.core.mask import all_masks, full_mask, mask_of, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
@@ -235,7 +235,7 @@ def _score_rate(scores: dict[str, dict[str, float]], seed: int, rate: float, pre
     m = cfg.num_sensors
     pattern = drop_cells(test.recorded(m), rate, m, np.random.default_rng(10_000 + seed))
     scores[f"rate {rate}"] = score_pattern(predict, test, pattern, cfg.num_classes)
-    removed = [full_mask(m) & ~(1 << i) for i in range(m)] if m > 1 else [full_mask(m)]
+    removed = [mask_of(j for j in range(m) if j != i) for i in range(m)] if m > 1 else [full_mask(m)]
     table = evaluate_masks(predict, test, cfg, "test", removed)
     scores[f"rate {rate}, one sensor removed"] = dict(table.mean) | {
         f"-{cfg.sensor_names[i]}": table.accuracy_of(removed[i]) for i in range(len(removed))}

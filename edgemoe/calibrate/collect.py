@@ -25,7 +25,7 @@ from edgemoe.calibrate.sets import CalibrationError, CalibrationSets
 from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.mask import bits_to_masks, full_mask
-from edgemoe.core.plan import expert_stage
+from edgemoe.core.stages import expert_stage
 from edgemoe.data.dataset import Split
 
 
@@ -108,7 +108,7 @@ def collect_routing_aware(variants: VariantEngines, split: Split, recipe: Calibr
             plan = variants.plans[int(mask)]
             for lo in range(0, rows.size, variants.max_batch):
                 part = rows[lo: lo + variants.max_batch]
-                executor.run(plan, {i: split.frames[layout.sensors[i]][part] for i in plan.present})
+                executor.run(plan.mask, {i: split.frames[layout.sensors[i]][part] for i in plan.present})
             report.mask_counts[int(mask)] = report.mask_counts.get(int(mask), 0) + int(rows.size)
         report.rounds += 1
         report.frames += int(index.size)
@@ -145,7 +145,7 @@ def collect_naive(variants: VariantEngines, split: Split, recipe: CalibrationRec
     plan = variants.plans[full]
     for lo in range(0, index.size, variants.max_batch):
         part = index[lo: lo + variants.max_batch]
-        executor.run(plan, {i: split.frames[layout.sensors[i]][part] for i in plan.present})
+        executor.run(plan.mask, {i: split.frames[layout.sensors[i]][part] for i in plan.present})
     sets = {stage: _subsample(records, recipe.samples_per_stage, rng) for stage, records in sinks.items()}
     for stage in sorted(experts):
         sets[stage] = {"tokens": rng.standard_normal((recipe.samples_per_stage, layout.dim)).astype(np.float32)}

@@ -20,7 +20,7 @@ import onnx
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from edgemoe.calibrate.sets import CalibrationError
-from edgemoe.core.plan import GATE
+from edgemoe.core.stages import GATE
 
 SENSITIVE_OPS: tuple[str, ...] = (
     "LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization",

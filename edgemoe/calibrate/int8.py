@@ -8,13 +8,15 @@ dequantized int32 bias is rejected by TensorRT's parser) and weights as float ->
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime.quantization
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -39,6 +41,30 @@ EXTRA_OPTIONS: dict[str, Any] = {
 # softmax and elementwise ops stay float (TensorRT fuses them around the Q/DQ'd products).
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 READER_CHUNK = 64
+log = logging.getLogger("edgemoe.calibrate")
+_QUANTIZER = str(Path(onnxruntime.quantization.__file__).parent)
+
+
+class _QuantizerRecords(logging.Filter):
+    """Takes the quantizer's own records (it logs through module-level ``logging.warning``, i.e.
+    the root logger) off the root logger's handlers and hands them to ``edgemoe.calibrate`` at
+    DEBUG; every other record passes untouched, and the root logger's level is never changed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.pathname.startswith(_QUANTIZER):
+            return True
+        log.debug("onnxruntime.quantization: %s", record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _quantizer_records_to_package_logger() -> Iterator[None]:
+    root, only = logging.getLogger(), _QuantizerRecords()
+    root.addFilter(only)
+    try:
+        yield
+    finally:
+        root.removeFilter(only)
 
 
 class StageSetReader(CalibrationDataReader):
@@ -56,19 +82,16 @@ class StageSetReader(CalibrationDataReader):
 def quantize_stage(stage: str, source: Path, stage_set: Mapping[str, np.ndarray], out: Path,
                    method: str = "minmax") -> QDQSummary:
     """Write the INT8 Q/DQ graph of ``source`` to ``out``; raise naming the stage if it is not legal."""
-    root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR  # the quantizer warns through the root logger
     try:
-        quantize_static(
-            str(source), str(out), StageSetReader(stage_set), quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False, activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8, calibrate_method=CALIBRATION_METHODS[method],
-            extra_options=dict(EXTRA_OPTIONS),
-        )
+        with _quantizer_records_to_package_logger():
+            quantize_static(
+                str(source), str(out), StageSetReader(stage_set), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CALIBRATION_METHODS[method], extra_options=dict(EXTRA_OPTIONS),
+            )
     except Exception as exc:  # the quantizer raises many types; name the stage
         raise CalibrationError(f"stage '{stage}': INT8 quantization failed: {exc}") from exc
-    finally:
-        root.setLevel(level)
     return validate_qdq(onnx.load(str(out)), stage)
 
 

@@ -37,7 +37,7 @@ from edgemoe.core.bundle import (
     write_manifest,
 )
 from edgemoe.core.engine import TensorSpec
-from edgemoe.core.plan import stage_file_stem
+from edgemoe.core.stages import stage_file_stem
 from edgemoe.data.dataset import load_dataset
 from edgemoe.train.evaluate import EvalTable, evaluate_masks
 

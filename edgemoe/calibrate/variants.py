@@ -17,11 +17,11 @@ import numpy as np
 from edgemoe.core.bundle import layout_of
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
-from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import Mask
-from edgemoe.core.plan import PlanCache
-from edgemoe.engines.onnxruntime import OrtEngine
+from edgemoe.core.plan import all_plans
+from edgemoe.engines.onnxruntime.engine import OrtEngine
 from edgemoe.engines.target import OrtOptions
+from edgemoe.runtime.executor import PlanExecutor
 
 SIMULATED = OrtOptions(graph_optimization="disable", intra_op_threads=1)
 
@@ -36,7 +36,7 @@ class VariantEngines:
         self.directory = Path(directory)
         self.manifest = manifest
         self.layout = layout_of(manifest)
-        self.plans = PlanCache(self.layout)
+        self.plans = all_plans(self.layout)
         self.max_batch = max_batch
         self.max_dims = self.layout.max_dims(max_batch)
         self.options = options
@@ -54,10 +54,6 @@ class VariantEngines:
                 stage, self.directory / variant["file"], tuple(TensorSpec.from_dict(s) for s in entry["inputs"]),
                 tuple(TensorSpec.from_dict(s) for s in entry["outputs"]), self.max_dims, self.options)
         return self._engines[key]
-
-    def forget(self, stage: str, precision: str) -> None:
-        """Drop a cached engine (its file was rewritten)."""
-        self._engines.pop((stage, precision), None)
 
     def executor(self, assignment: Assignment | None = None,
                  wrap: Mapping[str, Any] | None = None) -> PlanExecutor:
@@ -82,7 +78,7 @@ class VariantEngines:
             for lo in range(0, n, self.max_batch):
                 part = {i: np.ascontiguousarray(frames[sensors[i]][lo: lo + self.max_batch], np.float32)
                         for i in plan.present}
-                out[lo: lo + self.max_batch] = executor.run(plan, part).probs
+                out[lo: lo + self.max_batch] = executor.run(mask, part).probs
             return out
 
         return predict

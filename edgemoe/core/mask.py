@@ -26,18 +26,40 @@ def all_masks(num_sensors: int) -> list[Mask]:
     return list(range(1, full_mask(num_sensors) + 1))
 
 
+def is_present(mask: Mask, sensor: int) -> bool:
+    """Whether sensor index ``sensor`` is present in ``mask``."""
+    return bool(mask >> sensor & 1)
+
+
+def present_count(mask: Mask) -> int:
+    """How many sensors ``mask`` has."""
+    return mask.bit_count()
+
+
 def present(mask: Mask, num_sensors: int) -> list[int]:
     """Indices of present sensors, in bit order."""
-    return [i for i in range(num_sensors) if mask >> i & 1]
+    return [i for i in range(num_sensors) if is_present(mask, i)]
+
+
+def absent(mask: Mask, num_sensors: int) -> list[int]:
+    """Indices of missing sensors, in bit order."""
+    return [i for i in range(num_sensors) if not is_present(mask, i)]
+
+
+def mask_of(indices: Iterable[int]) -> Mask:
+    """The mask with exactly the sensors ``indices`` present."""
+    mask = 0
+    for i in indices:
+        mask |= 1 << i
+    return mask
 
 
 def mask_from_names(names: Iterable[str], sensor_names: Sequence[str]) -> Mask:
-    mask = 0
-    for name in names:
-        if name not in sensor_names:
-            raise ConfigError(f"unknown sensor '{name}' (schema has {list(sensor_names)})")
-        mask |= 1 << sensor_names.index(name)
-    return mask
+    names = list(names)
+    unknown = [name for name in names if name not in sensor_names]
+    if unknown:
+        raise ConfigError(f"unknown sensor '{unknown[0]}' (schema has {list(sensor_names)})")
+    return mask_of(sensor_names.index(name) for name in names)
 
 
 def mask_names(mask: Mask, sensor_names: Sequence[str]) -> list[str]:

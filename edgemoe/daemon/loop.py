@@ -1,4 +1,4 @@
-"""The sensor loop: datagrams -> parser -> tracker -> mask -> cached plan -> runtime -> sinks.
+"""The sensor loop: datagrams -> parser -> tracker -> mask -> compiled plan -> runtime -> sinks.
 
 One thread does all of it, so there is no lock on the hot path and the order of records is the
 order of predictions. Scheduling is either ``fixed`` (a prediction every ``1/rate_hz`` s, from
@@ -95,7 +95,8 @@ class SensorLoop:
             self.mask = mask
             self.metrics.set_mask(mask)
         try:
-            prediction = self.runtime.infer(self.tracker.frames(mask))
+            # trusted door: the tracker accepted only well-formed, finite frames
+            prediction = self.runtime.run(mask, self.tracker.inputs)
         except EdgeMoEError as exc:
             self.metrics.drop(RUNTIME_ERROR)
             log.error("prediction failed under mask %d: %s", mask, exc)

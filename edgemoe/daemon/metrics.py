@@ -21,7 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from edgemoe.core.mask import mask_label
+from edgemoe.core.mask import is_present, mask_label
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -73,7 +73,7 @@ class DaemonMetrics:
     def set_mask(self, mask: int) -> None:
         self.mask.set(mask)
         for i, gauge in enumerate(self._sensor_available):
-            gauge.set(mask >> i & 1)
+            gauge.set(is_present(mask, i))
 
     def frame_count(self) -> float:
         return sum(c._value.get() for c in self._sensor_frames)

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from edgemoe.core.errors import ConfigError
+from edgemoe.core.mask import is_present
 from edgemoe.core.schema import ModelConfig
 from edgemoe.daemon.config import Endpoint, Replay
 from edgemoe.daemon.wire import encode
@@ -160,7 +161,7 @@ class ReplaySource:
             self.finished = True
             return None
         sample %= n
-        if not self._recorded[sample] >> sensor & 1:
+        if not is_present(int(self._recorded[sample]), sensor):
             return None
         frame = self._frames[sensor][sample]
         for d in self.replay.dropouts:

@@ -26,7 +26,7 @@ from enum import Enum
 
 import numpy as np
 
-from edgemoe.core.mask import Mask
+from edgemoe.core.mask import Mask, is_present, mask_of
 from edgemoe.core.schema import ModelConfig
 from edgemoe.daemon.wire import Frame
 
@@ -47,7 +47,7 @@ class Flag(str, Enum):
 @dataclass
 class _SensorState:
     deadline_s: float
-    buffer: np.ndarray  # last good frame, preallocated, copied into
+    batch: np.ndarray  # last good frame as a batch of one ``[1, *shape]``, preallocated, copied into
     has_frame: bool = False
     last_seq: int = -1
     last_arrival: float = float("-inf")
@@ -55,6 +55,11 @@ class _SensorState:
     published: bool = False
     last_change: float = float("-inf")
     flag: Flag = Flag.auto
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The last good frame, ``[*shape]``."""
+        return self.batch[0]
 
 
 class AvailabilityTracker:
@@ -64,7 +69,10 @@ class AvailabilityTracker:
         self.names = config.sensor_names
         self.hold_s = hold_s
         self.restart_window = restart_window
-        self._states = [_SensorState(s.deadline_s, np.zeros(s.shape, np.dtype(s.dtype))) for s in config.sensors]
+        self._states = [_SensorState(s.deadline_s, np.zeros((1, *s.shape), np.dtype(s.dtype))) for s in config.sensors]
+        # the runtime's trusted input: every sensor's last good frame by index, the same arrays
+        # for the tracker's whole life (the runtime reads only the sensors of the mask it is given)
+        self.inputs: dict[int, np.ndarray] = {i: state.batch for i, state in enumerate(self._states)}
         self.state_changes = 0  # per-sensor published changes (the bound above)
 
     def accept(self, frame: Frame, now: float) -> str | None:
@@ -80,7 +88,7 @@ class AvailabilityTracker:
         if not np.isfinite(frame.data).all():
             state.last_bad = now
             return NON_FINITE
-        np.copyto(state.buffer, frame.data)
+        np.copyto(state.batch[0], frame.data)
         state.has_frame = True
         state.last_arrival = now
         return None
@@ -102,7 +110,6 @@ class AvailabilityTracker:
 
     def update(self, now: float) -> Mask:
         """Publish each sensor's state under the hold rule; return the published mask."""
-        mask = 0
         for index, state in enumerate(self._states):
             raw = self.raw_available(index, now)
             forced = state.flag is not Flag.auto
@@ -110,13 +117,12 @@ class AvailabilityTracker:
                 state.published = raw
                 state.last_change = now
                 self.state_changes += 1
-            if state.published and state.has_frame:
-                mask |= 1 << index
-        return mask
+        return mask_of(i for i, state in enumerate(self._states) if state.published and state.has_frame)
 
     def frames(self, mask: Mask) -> dict[str, np.ndarray | None]:
-        """The runtime's input for ``mask``: the last good frame of each published sensor."""
-        return {name: (state.buffer if mask >> i & 1 else None)
+        """The last good frame of each published sensor by name (``Runtime.infer``'s input);
+        the daemon uses :attr:`inputs` with ``Runtime.run`` instead, its frames already checked."""
+        return {name: (state.buffer if is_present(mask, i) else None)
                 for i, (name, state) in enumerate(zip(self.names, self._states))}
 
     def published(self) -> dict[str, bool]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgemoe.core.errors import DatasetError
-from edgemoe.core.mask import bits_to_masks, full_mask
+from edgemoe.core.mask import bits_to_masks, full_mask, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -140,7 +140,7 @@ def _frame(path: Path, archive: np.lib.npyio.NpzFile, keys: set[str], spec, n: i
     if frame.shape != want or frame.dtype != np.dtype(spec.dtype):
         raise DatasetError(f"{path}: sensor '{name}' expected shape {list(want)} dtype {spec.dtype}, "
                            f"found shape {list(frame.shape)} dtype {frame.dtype}")
-    recorded = np.ones(n, bool) if mask is None else (mask >> bit & 1).astype(bool)
+    recorded = np.ones(n, bool) if mask is None else masks_to_bits(mask, bit + 1)[:, bit]
     finite = np.isfinite(frame.reshape(n, -1)).all(axis=1)
     bad = np.flatnonzero(recorded & ~finite)
     if bad.size:

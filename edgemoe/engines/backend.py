@@ -1,7 +1,7 @@
 """Backends: how a stage's ONNX file becomes an engine file, and how that file is loaded.
 
-A registry maps a target's ``backend`` name to an implementation, so the builder and the runtime
-never branch on backend names (the TensorRT backend registers itself the same way).
+A registry (a table, like the model's methods and gates) maps a target's ``backend`` name to a
+factory, so the builder and the runtime never branch on backend names.
 """
 
 from __future__ import annotations
@@ -39,27 +39,38 @@ class Backend(Protocol):
     engine_suffix: str
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {}
+def _onnxruntime() -> Backend:
+    from edgemoe.engines.onnxruntime.backend import OrtBackend
+
+    return OrtBackend()
+
+
+def _tensorrt() -> Backend:
+    # TensorRT itself is imported only when the backend is used, so this works without it
+    from edgemoe.engines.tensorrt.backend import TensorRTBackend
+
+    return TensorRTBackend()
+
+
+# backend name -> factory; each backend's modules are imported only when it is asked for, so this
+# module imports no backend (and no backend needs to import it to be found)
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "onnxruntime": _onnxruntime,
+    "tensorrt": _tensorrt,
+}
 
 
 def register(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
+    """Add an out-of-tree backend under ``name`` (the built-ins are listed in :data:`BACKENDS`)."""
     def wrap(factory: Callable[[], Backend]) -> Callable[[], Backend]:
-        BACKENDS[name] = factory
+        BACKENDS.setdefault(name, factory)
         return factory
     return wrap
 
 
 def get_backend(name: str) -> Backend:
-    _import_builtin_backends()
     try:
-        return BACKENDS[name]()
+        factory = BACKENDS[name]
     except KeyError:
         raise ConfigError(f"key 'backend': unknown backend '{name}' (known: {sorted(BACKENDS)})") from None
-
-
-def _import_builtin_backends() -> None:
-    import edgemoe.engines.ort_backend  # noqa: F401  (registers "onnxruntime")
-    try:
-        import edgemoe.engines.tensorrt  # noqa: F401  (registers "tensorrt" when present)
-    except ImportError:
-        pass
+    return factory()

@@ -20,7 +20,7 @@ from edgemoe.core.bundle import (
 )
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.errors import BundleError
-from edgemoe.core.plan import FUSED_DIMS, stage_file_stem
+from edgemoe.core.stages import FUSED_DIMS, stage_file_stem
 from edgemoe.engines.backend import get_backend
 from edgemoe.engines.target import TargetProfile
 

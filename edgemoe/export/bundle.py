@@ -5,7 +5,7 @@ Bundle layout::
     manifest.json          schema, stage layout, stages with tensors and sha256, tool versions,
                            expected accuracy per mask, precision choices (added by calibrate)
     stages/<stage>.onnx    one single-file graph per stage (fp32; int8/fp16 variants beside it)
-    constants.npz          stored filler tokens per sensor, when the method has any
+    constants.npz          stored filler tokens per sensor, when the method's filler is 'constant'
     fused/fused_<mask>.onnx   optional: one mask's whole forward at batch 1 (hot masks)
 """
 
@@ -22,12 +22,9 @@ import numpy as np
 import onnx
 
 from edgemoe.core.bundle import MODEL_FORMAT, sha256_file, staged_directory, write_manifest
-from edgemoe.core.engine import TensorSpec
-from edgemoe.core.mask import mask_names
-from edgemoe.core.plan import FUSED_DIMS, fused_stage, stage_file_stem
-from edgemoe.export.monolithic import export_fused
+from edgemoe.core.stages import stage_file_stem
+from edgemoe.export.fused import write_fused
 from edgemoe.export.onnx_stage import EXPORTER, OPSET, export_stage
-from edgemoe.model.moe import MoEModel
 from edgemoe.train.checkpoint import Checkpoint
 from edgemoe.train.evaluate import EvalTable
 
@@ -88,36 +85,13 @@ def write_bundle(
             "exporter": EXPORTER,
             "tools": tool_versions(),
             "stages": stages,
-            "constants": _write_constants(model.constants(), tmp),
-            "fused": _write_fused(model, sorted(set(fuse_masks)), tmp, on_stage),
+            "constants": _write_constants(model.constants() if layout.filler == "constant" else {}, tmp),
+            "fused": write_fused(model, sorted(set(fuse_masks)), tmp, on_stage),
             "expected_accuracy": expected_accuracy(table) if table else None,
             "training": {k: ckpt.info[k] for k in ("best_epoch", "seed") if k in ckpt.info},
         }
         write_manifest(tmp, manifest)
     return manifest
-
-
-def _write_fused(model: MoEModel, masks: list[int], directory: Path,
-                 on_stage: Callable[[str], None]) -> dict[str, Any]:
-    """``{mask: entry}`` for the fused graphs: batch-1 inputs named as the present sensors."""
-    entries: dict[str, Any] = {}
-    config = model.config
-    for mask in masks:
-        stage = fused_stage(mask)
-        on_stage(stage)
-        graph = export_fused(model, mask)
-        rel = f"fused/{stage_file_stem(stage)}.onnx"
-        (directory / "fused").mkdir(exist_ok=True)
-        onnx.save_model(graph, directory / rel, save_as_external_data=False)
-        sensors = mask_names(mask, config.sensor_names)
-        inputs = [TensorSpec(n, (FUSED_DIMS["batch"], *config.sensor(n).shape)) for n in sensors]
-        entries[str(mask)] = {
-            "stage": stage, "sensors": sensors,
-            "inputs": [t.to_dict() for t in inputs],
-            "outputs": [TensorSpec("probs", (FUSED_DIMS["batch"], config.num_classes)).to_dict()],
-            "variants": {"fp32": {"file": rel, "sha256": sha256_file(directory / rel)}},
-        }
-    return entries
 
 
 def _write_constants(constants: dict[str, np.ndarray], directory: Path) -> dict[str, str] | None:

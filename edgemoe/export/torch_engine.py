@@ -1,6 +1,6 @@
 """The PyTorch reference as engines: stage modules wrapped in the engine protocol.
 
-With these, :class:`~edgemoe.core.executor.PlanExecutor` runs the very plan the deployment runs,
+With these, :class:`~edgemoe.runtime.executor.PlanExecutor` runs the very plans the deployment runs,
 over the PyTorch modules; parity tests compare the three paths (model forward, plan over modules,
 plan over engines). This adapter belongs to the export side: the model never imports the runtime
 and the runtime never imports torch.

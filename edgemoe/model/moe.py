@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgemoe.core.engine import TensorSpec
-from edgemoe.core.plan import GATE, HEAD, StageLayout, encoder_stage, expert_stage, imputer_stage
+from edgemoe.core.stages import FUSION, GATE, HEAD, StageLayout, encoder_stage, expert_stage, imputer_stage, stage_tensors
 from edgemoe.core.schema import ModelConfig
 from edgemoe.model.encoders import SensorEncoder
 from edgemoe.model.experts import Combined, ExpertBank
@@ -165,40 +165,21 @@ class MoEModel(nn.Module):
             sensors=self.config.sensor_names, tokens_per_sensor=spec.tokens_per_sensor,
             dim=spec.dim, num_experts=len(self.experts), top_k=self.router.top_k,
             num_classes=self.config.num_classes, filler=self.filler.kind, mixing=self.experts.mixing,
-            route_by=self.router.route_by,
+            route_by=self.router.route_by, fusion=self.fusion is not None,
         )
 
     def stage_modules(self) -> dict[str, StageModule]:
-        """Every stage as a standalone module with named tensors, in execution order."""
-        d, n, s = self.config.model.dim, len(self.experts), self.config.model.tokens_per_sensor
-        stages = {
-            encoder_stage(spec.name): StageModule(
-                self.encoders[spec.name],
-                (TensorSpec("frame", ("batch", *spec.shape)),),
-                (TensorSpec("tokens", ("batch", s, d)),),
-            )
-            for spec in self.config.sensors
-        }
-        for name, module in self.filler.stage_modules(self.encoders).items():
-            stages[imputer_stage(name)] = StageModule(
-                module, (TensorSpec("context", ("batch", "context", d)),), (TensorSpec("tokens", ("batch", s, d)),)
-            )
-        unit = "tokens" if self.router.route_by == "token" else "batch"
-        gate_in = "tokens" if self.router.route_by == "token" else "pooled"
-        stages[GATE] = StageModule(self.router.score, (TensorSpec(gate_in, (unit, d)),),
-                                   (TensorSpec("scores", (unit, n)),))
-        token_in = (TensorSpec("tokens", ("tokens", d)),)
-        expert_out = (TensorSpec("delta", ("tokens", d)),)
-        if self.experts.mixing == "confidence":
-            expert_out += (TensorSpec("confidence", ("tokens", 1)),)
-        for e, expert in enumerate(self.experts.experts):
-            stages[expert_stage(e)] = StageModule(expert, token_in, expert_out)
-        stages[HEAD] = StageModule(
-            HeadProbs(self.head),
-            (TensorSpec("pooled", ("batch", d)),),
-            (TensorSpec("probs", ("batch", self.config.num_classes)),),
-        )
-        return stages
+        """Every stage as a standalone module with its tensors from the stage table, in
+        execution order."""
+        modules: dict[str, nn.Module] = {encoder_stage(name): self.encoders[name] for name in self.config.sensor_names}
+        modules.update({imputer_stage(name): stage for name, stage in self.filler.stage_modules(self.encoders).items()})
+        if self.fusion is not None:
+            modules[FUSION] = self.fusion
+        modules[GATE] = self.router.score
+        modules.update({expert_stage(e): expert for e, expert in enumerate(self.experts.experts)})
+        modules[HEAD] = HeadProbs(self.head)
+        io = stage_tensors(self.layout(), {spec.name: spec.shape for spec in self.config.sensors})
+        return {stage: StageModule(modules[stage], *tensors) for stage, tensors in io.items()}
 
     def constants(self) -> dict[str, np.ndarray]:
         """Stored filler tokens (``sensor@mask``) the runtime looks up; empty for most fillers."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from edgemoe.core.errors import ConfigError
 from edgemoe.core.mask import mask_label, parse_mask
-from edgemoe.core.plan import FUSED_DIMS
+from edgemoe.core.stages import FUSED_DIMS
 from edgemoe.profile.timing import percentiles, rss_bytes
 from edgemoe.runtime.loader import load_engine
 from edgemoe.runtime.runtime import Runtime

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from edgemoe.core.engine import Engine
-from edgemoe.core.mask import all_masks, full_mask, mask_label
-from edgemoe.core.plan import fused_stage
+from edgemoe.core.mask import all_masks, full_mask, is_present, mask_label, present_count
+from edgemoe.core.stages import fused_stage
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
 from edgemoe.profile.fused import measure_fused
 from edgemoe.profile.timing import TimedEngine, peak_rss_bytes, percentiles, rss_bytes, timer_overhead_s
@@ -160,7 +160,7 @@ def _compiled(runtime: Runtime) -> dict[str, int]:
     """What exists on the hot path: compiled mask programs and engine shape bindings."""
     engines = (*runtime.bundle.engines.values(), *runtime.bundle.fused.values())
     bindings = sum(getattr(e, "bound_shapes", 0) for e in engines)
-    return {"programs": getattr(runtime.executor, "compiled_masks", -1), "bindings": bindings}
+    return {"programs": len(runtime.executor.programs), "bindings": bindings}
 
 
 class FramePool:
@@ -186,11 +186,11 @@ class FramePool:
 
     def frame(self, mask: int, i: int) -> dict[str, np.ndarray | None]:
         j = i % self.size
-        return {n: (self.frames[n][j] if mask >> b & 1 else None) for b, n in enumerate(self.names)}
+        return {n: (self.frames[n][j] if is_present(mask, b) else None) for b, n in enumerate(self.names)}
 
     def batch(self, mask: int, i: int) -> dict[str, np.ndarray]:
         lo = (i * self.max_batch) % max(1, self.size - self.max_batch + 1)
-        return {n: self.frames[n][lo : lo + self.max_batch] for b, n in enumerate(self.names) if mask >> b & 1}
+        return {n: self.frames[n][lo : lo + self.max_batch] for b, n in enumerate(self.names) if is_present(mask, b)}
 
 
 def _steady(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: ProfileSettings,
@@ -281,7 +281,7 @@ def switch_patterns(masks: Sequence[int], num_sensors: int, rng: np.random.Gener
     patterns = {}
     if full in masks:
         for mask in masks:
-            if mask != full and bin(mask).count("1") == num_sensors - 1:
+            if mask != full and present_count(mask) == num_sensors - 1:
                 patterns[f"full<->{mask}"] = [full if b % 2 == 0 else mask for b in range(blocks)]
     if len(masks) > 1:
         walk = [masks[0]]

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     console.rule("5/6 build engines for target 'cpu'")
     build_engines(out / "bundle", load_target("cpu"), out / "engines", force=True)
     runtime = Runtime.load(out / "engines")
-    console.print(f"{len(runtime.bundle.engines)} engines loaded and warmed; {len(runtime.plans)} plans cached")
+    console.print(f"{len(runtime.bundle.engines)} engines loaded and warmed; {len(runtime.executor.programs)} plans compiled")
 
     console.rule("6/6 replay a sensor stream with scripted dropouts")
     replay(runtime, data["test"], args.frames, args.show)

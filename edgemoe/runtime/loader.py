@@ -16,7 +16,7 @@ import numpy as np
 from edgemoe.core.bundle import ENGINE_FORMAT, config_of, layout_of, read_manifest, verify_file
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
-from edgemoe.core.plan import FUSED_DIMS, StageLayout
+from edgemoe.core.stages import FUSED_DIMS, StageLayout
 from edgemoe.core.schema import ModelConfig
 from edgemoe.engines.backend import Backend, get_backend
 from edgemoe.engines.target import TargetProfile

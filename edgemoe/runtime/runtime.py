@@ -1,12 +1,13 @@
 """The per-mask runtime: sensor frames in, class probabilities out, only the needed engines run.
 
-Per frame: validate each sensor's frame (wrong shape/dtype is a caller bug and raises, naming the
-sensor; NaN/Inf is a sensor fault and marks that sensor missing), derive the mask, look up its
-cached plan, execute it. Everything a mask decides (the compiled plan, the sensor names, the
-expected accuracy) is prepared at load, so a mask change costs dict lookups and nothing is
-compiled after start. A mask with a fused engine in the bundle (a hot mask) runs its single frames
-as that one engine call instead; batches always take the staged plan. An empty mask yields a
-:class:`Prediction` with no class and the reason, never a made-up class.
+Two doors. :meth:`Runtime.infer` is the checked public one: it validates each sensor's frame (a
+wrong shape or dtype is a caller bug and raises, naming the sensor; NaN/Inf is a sensor fault and
+marks that sensor missing), derives the mask, and runs it. :meth:`Runtime.run` is the trusted one
+for callers that have already validated their frames and know the mask (the daemon's
+availability tracker): no checks, no name-to-index conversion, no per-frame dict. Everything a mask
+decides (the compiled plan or fused engine, the sensor names, the expected accuracy) is prepared
+at load, so a mask change costs a table lookup and nothing is compiled after start. An empty mask
+yields a :class:`Prediction` with no class and the reason, never a made-up class.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemoe.core.engine import Engine
 from edgemoe.core.errors import FrameError
-from edgemoe.core.executor import PlanExecutor
-from edgemoe.core.mask import Mask, all_masks, mask_names
-from edgemoe.core.plan import PlanCache, fused_stage
+from edgemoe.core.mask import Mask, absent, all_masks, mask_names, mask_of, present
+from edgemoe.runtime.executor import PlanExecutor
 from edgemoe.runtime.loader import EngineBundle, load_engine_bundle
 
 ABSENT = "absent"
@@ -40,30 +39,36 @@ class Prediction:
     probs: np.ndarray | None
     label: int | None
     engines: tuple[str, ...]
-    missing: dict[str, str] = field(default_factory=dict)  # sensor -> reason
+    missing: Mapping[str, str] = field(default_factory=dict)  # sensor -> reason
     reason: str | None = None
     expected_accuracy: float | None = None
     latency_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class _MaskFacts:
+    """What a prediction reports about its mask, made once at load."""
+
+    sensors: tuple[str, ...]
+    expected_accuracy: float | None
+    missing: Mapping[str, str]  # the sensors outside the mask, all absent (shared, read-only)
+
+
 class Runtime:
-    """Owns a loaded, warm engine bundle and a plan per mask."""
+    """Owns a loaded, warm engine bundle and every mask's compiled plan."""
 
     def __init__(self, bundle: EngineBundle) -> None:
         self.bundle = bundle
         self.config = bundle.config
-        self.plans = PlanCache(bundle.layout)
-        self.executor = PlanExecutor(bundle.layout, bundle.engines, bundle.max_batch, bundle.constants)
+        self.executor = PlanExecutor(bundle.layout, bundle.engines, bundle.max_batch, bundle.constants,
+                                     bundle.fused)
         self._specs = [(i, s.name, s.shape, np.dtype(s.dtype)) for i, s in enumerate(self.config.sensors)]
         self._known = frozenset(self.sensor_names)
-        masks = all_masks(self.config.num_sensors)
-        self.executor.prepare(self.plans[m] for m in masks)
-        self._labels = {m: (tuple(mask_names(m, self.sensor_names)), bundle.expected_accuracy(m)) for m in masks}
-        # hot masks with a fused engine: one call per frame, inputs named and shaped as the sensors
-        self._fused = {m: (engine, fused_stage(m),
-                           tuple((i, self.sensor_names[i], (1, *self.config.sensors[i].shape))
-                                 for i in self.plans[m].present))
-                       for m, engine in bundle.fused.items()}
+        n = self.config.num_sensors
+        self._facts = {m: _MaskFacts(tuple(mask_names(m, self.sensor_names)), bundle.expected_accuracy(m),
+                                     {self.sensor_names[i]: ABSENT for i in absent(m, n)})
+                       for m in all_masks(n)}
+        self._nothing = {name: ABSENT for name in self.sensor_names}
 
     @classmethod
     def load(cls, path: str | Path) -> Runtime:
@@ -73,50 +78,48 @@ class Runtime:
     def sensor_names(self) -> tuple[str, ...]:
         return self.config.sensor_names
 
-    def infer(self, frames: Mapping[str, np.ndarray | None]) -> Prediction:
-        """One frame per sensor (shape as in the schema, no batch dim); None or absent = missing."""
-        started = time.perf_counter()
-        batch, missing = self._collect(frames)
-        mask = sum(1 << i for i in batch)
-        if mask == 0:
-            return Prediction(0, (), None, None, (), missing, NO_SENSOR, None, time.perf_counter() - started)
-        fused = self._fused.get(mask)
-        if fused is None:
-            result = self.executor.run(self.plans[mask], batch)
-            probs, ran = result.probs[0], result.stages_run
-        else:
-            probs, ran = self._run_fused(*fused, batch)
-        names, accuracy = self._labels[mask]
-        return Prediction(
-            mask, names, probs, int(probs.argmax()), ran,
-            missing, None, accuracy, time.perf_counter() - started,
-        )
-
-    @staticmethod
-    def _run_fused(engine: Engine, stage: str, inputs: tuple[tuple[int, str, tuple[int, ...]], ...],
-                   batch: Mapping[int, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
-        """A hot mask's frame through its fused engine: copy the frames in, one call."""
-        for index, name, shape in inputs:
-            np.copyto(engine.input(name, shape), batch[index])
-        engine.launch()
-        return np.array(engine.wait()["probs"][0]), (stage,)
-
     @property
     def fused_masks(self) -> list[Mask]:
         """The masks whose single frames run as one fused engine call."""
-        return sorted(self._fused)
+        return self.executor.fused_masks
+
+    def infer(self, frames: Mapping[str, np.ndarray | None]) -> Prediction:
+        """One frame per sensor (shape as in the schema, no batch dim); None or absent = missing.
+        Every frame is checked (see the module docstring)."""
+        started = time.perf_counter()
+        batch, missing = self._collect(frames)
+        mask = mask_of(batch)
+        if mask == 0:
+            return Prediction(0, (), None, None, (), missing, NO_SENSOR, None, time.perf_counter() - started)
+        return self._predict(mask, batch, missing, started)
+
+    def run(self, mask: Mask, frames: Mapping[int, np.ndarray]) -> Prediction:
+        """The trusted door: ``frames`` maps at least every sensor index of ``mask`` to its frame
+        as a ``[1, *shape]`` array of the schema's dtype, already checked finite by the caller
+        (frames of other sensors are not read). Nothing is validated here."""
+        started = time.perf_counter()
+        if mask == 0:
+            return Prediction(0, (), None, None, (), self._nothing, NO_SENSOR, None, time.perf_counter() - started)
+        return self._predict(mask, frames, self._facts[mask].missing, started)
+
+    def _predict(self, mask: Mask, frames: Mapping[int, np.ndarray], missing: Mapping[str, str],
+                 started: float) -> Prediction:
+        result = self.executor.run(mask, frames)
+        probs = result.probs[0]
+        facts = self._facts[mask]
+        return Prediction(mask, facts.sensors, probs, int(probs.argmax()), result.stages_run,
+                          missing, None, facts.expected_accuracy, time.perf_counter() - started)
 
     def infer_batch(self, frames: Mapping[str, np.ndarray], mask: Mask) -> np.ndarray:
         """``[N, *shape]`` frames of the sensors in ``mask`` -> ``[N, C]`` probs, in chunks of
         the bundle's max batch. For evaluation and throughput; no NaN screening."""
-        plan = self.plans[mask]
         n = next(iter(frames.values())).shape[0]
         out = np.empty((n, self.config.num_classes), np.float32)
         step = self.bundle.max_batch
         for lo in range(0, n, step):
             part = {i: np.ascontiguousarray(frames[self.sensor_names[i]][lo : lo + step], np.float32)
-                    for i in plan.present}
-            out[lo : lo + step] = self.executor.run(plan, part).probs
+                    for i in present(mask, self.config.num_sensors)}
+            out[lo : lo + step] = self.executor.run(mask, part).probs
         return out
 
     def _collect(self, frames: Mapping[str, np.ndarray | None]) -> tuple[dict[int, np.ndarray], dict[str, str]]:

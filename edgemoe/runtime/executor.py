@@ -1,16 +1,17 @@
-"""Execute a :class:`~edgemoe.core.plan.Plan` over a set of engines.
+"""Execute a model's plans over its engines: the runtime's heart.
 
 This is the model's forward pass as the runtime sees it: encoders of present sensors, fillers for
-missing ones, the gate, top-k and dispatch (here, not inside any graph), only the experts that
+missing ones, cross-sensor fusion (when the model has it), the gate, top-k and dispatch (here, not inside any graph), only the experts that
 received tokens, masked-mean pooling and the head. The same code drives compiled engines and the
-PyTorch reference (stage modules wrapped in the engine protocol), which is what makes the parity
-tests meaningful.
+PyTorch reference (stage modules wrapped in the engine protocol by ``edgemoe.export``), which is
+what makes the parity tests meaningful. A mask with a fused engine (its whole forward in one
+graph, batch 1) runs its single frames as that one call; batches take the staged plan.
 
 The hot path is kept close to the sum of the stages' own compute:
 
-- everything a mask decides (which engines, where each sensor's tokens go, the pool divisor) is
-  compiled once per mask into a :class:`_Program` (:meth:`PlanExecutor.prepare` does all masks at
-  load), so a frame does a dict lookup, not plan interpretation;
+- every mask's plan is compiled when the executor is made, into a :class:`Program` that holds the
+  engines, where each sensor's tokens go and the pool divisor, so a frame does one dict lookup
+  and no plan interpretation, and nothing is compiled after load;
 - encoders write their tokens straight into the gate's input buffer (no token copy), and the
   experts' outputs land, grouped by expert, in one preallocated ``[T*k, D]`` buffer (one slice copy
   per expert); pooling is then a token sum plus one weighted sum of that buffer, written into the
@@ -22,15 +23,19 @@ Scratch buffers are sized once for the largest batch and reused for every frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgemoe.core.engine import Engine
 from edgemoe.core.errors import EngineError
-from edgemoe.core.mask import all_masks
-from edgemoe.core.plan import Plan, StageLayout
+from edgemoe.core.mask import Mask, absent, all_masks, full_mask
+from edgemoe.core.plan import Plan, all_plans
+from edgemoe.core.stages import (
+    CONFIDENCE, CONTEXT, DELTA, FRAME, FUSION, GATE, HEAD, MIXED, POOLED, PROBS, SCORES, TOKENS, StageLayout,
+    encoder_stage, expert_stage, fused_stage, imputer_stage,
+)
 
 
 @dataclass(frozen=True)
@@ -39,26 +44,42 @@ class ExecutionResult:
 
     probs: np.ndarray
     stages_run: tuple[str, ...]
-    expert_tokens: np.ndarray  # [num_experts] tokens routed to each expert in this call
+    # [num_experts] tokens routed to each expert in this call; None from a fused engine, whose
+    # routing happens inside its graph
+    expert_tokens: np.ndarray | None
 
 
 @dataclass(frozen=True)
-class _Program:
+class Fused:
+    """A mask's fused engine: the present sensors' batch-1 frames in (inputs named as the
+    sensors), class probabilities out."""
+
+    engine: Engine
+    inputs: tuple[tuple[int, str, tuple[int, ...]], ...]  # (sensor index, input name, shape)
+    stages: tuple[str, ...]  # ``(fused[mask],)``
+
+
+@dataclass(frozen=True)
+class Program:
     """One mask's plan resolved against the loaded engines: no name lookups left per frame."""
 
+    lead: int  # a present sensor: its frame's first dim is the batch size
     encoders: tuple[tuple[int, Engine, int, int], ...]  # (sensor, engine, first token, end token)
     constants: tuple[tuple[np.ndarray, int, int], ...]  # (stored tokens [S, D], first, end)
     imputers: tuple[tuple[str, Engine, int, int], ...]  # (stage, engine, first, end)
     context: tuple[tuple[int, int], ...]  # token ranges of present sensors, the imputers' context
+    fusion: Engine | None  # cross-sensor fusion over the sample's tokens, when the model has it
     gate: Engine
     experts: tuple[tuple[str, Engine], ...]
     head: Engine
     tokens: int  # tokens per sample
     front: tuple[str, ...]  # stages that always run before the experts, in order
+    fused: Fused | None  # the mask's fused engine, for single frames
 
 
 class PlanExecutor:
-    """Runs plans over engines named by stage. One executor per loaded model; not thread-safe."""
+    """Runs every mask's compiled plan over engines named by stage. One executor per loaded
+    model; not thread-safe."""
 
     def __init__(
         self,
@@ -66,6 +87,7 @@ class PlanExecutor:
         engines: Mapping[str, Engine],
         max_batch: int = 1,
         constants: Mapping[str, np.ndarray] | None = None,
+        fused: Mapping[Mask, Engine] | None = None,
     ) -> None:
         missing = [s for s in layout.stage_names() if s not in engines]
         if missing:
@@ -77,11 +99,11 @@ class PlanExecutor:
         # with one filler per sensor combination)
         self.constants = dict(constants or {})
         if layout.filler == "constant":
-            absent = sorted({layout.sensors[i] for mask in all_masks(layout.num_sensors)
-                             for i in range(layout.num_sensors) if not mask >> i & 1
-                             and constant_key(layout.sensors[i], mask, self.constants) is None})
-            if absent:
-                raise EngineError(f"filler 'constant' needs stored tokens for sensors {absent}")
+            lacking = sorted({layout.sensors[i] for mask in all_masks(layout.num_sensors)
+                              for i in absent(mask, layout.num_sensors)
+                              if constant_key(layout.sensors[i], mask, self.constants) is None})
+            if lacking:
+                raise EngineError(f"filler 'constant' needs stored tokens for sensors {lacking}")
         tokens, k, d = max_batch * layout.num_sensors * layout.tokens_per_sensor, layout.top_k, layout.dim
         self._contrib = np.zeros((tokens * k, d), np.float32)  # expert outputs, grouped by expert
         self._weights = np.zeros(tokens * k, np.float32)  # confidence mixing weights, grouped order
@@ -90,33 +112,41 @@ class PlanExecutor:
         self._samples = np.arange(max_batch)[:, None]  # sample index, to split rows per sample
         # per-sample routing scores pooled tokens, so tokens need a buffer of their own
         self._tokens = np.zeros((tokens, d), np.float32) if layout.route_by == "sample" else None
-        self._programs: dict[int, _Program] = {}
-
-    def prepare(self, plans: Iterable[Plan]) -> None:
-        """Compile every given plan now, so no frame ever pays for it (the runtime passes all)."""
-        for plan in plans:
-            self._program(plan)
+        self._confidence = layout.mixing == "confidence"
+        fused = dict(fused or {})
+        unknown = sorted(set(fused) - set(all_masks(layout.num_sensors)))
+        if unknown:
+            raise EngineError(f"fused engine(s) for mask(s) {unknown} outside 1..{full_mask(layout.num_sensors)}")
+        self.programs: dict[Mask, Program] = {
+            mask: self._compile(plan, fused.get(mask)) for mask, plan in all_plans(layout).items()
+        }
 
     @property
-    def compiled_masks(self) -> int:
-        """How many masks have a compiled program (all of them once the runtime has loaded)."""
-        return len(self._programs)
+    def fused_masks(self) -> list[Mask]:
+        """The masks whose single frames run as one fused engine call."""
+        return [mask for mask, program in self.programs.items() if program.fused is not None]
 
-    def run(self, plan: Plan, frames: Mapping[int, np.ndarray]) -> ExecutionResult:
-        """``frames`` maps each present sensor index to a ``[B, *shape]`` float32 array."""
-        batch = next(iter(frames.values())).shape[0] if frames else 0
+    def run(self, mask: Mask, frames: Mapping[int, np.ndarray]) -> ExecutionResult:
+        """``frames`` maps (at least) each sensor of ``mask`` to a ``[B, *shape]`` float32 array;
+        the frames of other sensors are not read."""
+        try:
+            program = self.programs[mask]
+        except KeyError:
+            raise EngineError(f"mask {mask} out of range 1..{full_mask(self.layout.num_sensors)}") from None
+        batch = frames[program.lead].shape[0]
+        if batch == 1 and program.fused is not None:
+            return _run_fused(program.fused, frames)
         if not 0 < batch <= self.max_batch:
             raise EngineError(f"batch {batch} outside 1..{self.max_batch} (max_batch at load)")
-        program = self._programs.get(plan.mask) or self._program(plan)
         d = self.layout.dim
         n = batch * program.tokens
-        flat = program.gate.input("tokens", (n, d)) if self._tokens is None else self._tokens[:n]
+        flat = program.gate.input(TOKENS, (n, d)) if self._tokens is None else self._tokens[:n]
         tokens = flat.reshape(batch, program.tokens, d)
         self._encode(program, frames, tokens)
         scores = self._score(program.gate, tokens)
         ran, counts, rows, weights = self._mix(program, flat, scores)
         head = program.head
-        pooled = head.input("pooled", (batch, d))
+        pooled = head.input(POOLED, (batch, d))
         grouped = self._contrib[: rows.size]
         if batch == 1:  # two dot products: the token sum and the weighted expert outputs
             np.dot(self._ones[:n], flat, out=pooled[0])
@@ -127,64 +157,84 @@ class PlanExecutor:
             pooled += pick @ grouped
         pooled *= 1.0 / program.tokens
         head.launch()
-        probs = np.array(head.wait()["probs"])
-        ran.append(plan.head)
+        probs = np.array(head.wait()[PROBS])
+        ran.append(HEAD)
         return ExecutionResult(probs, tuple(ran), counts)
 
-    def _program(self, plan: Plan) -> _Program:
+    def _compile(self, plan: Plan, fused: Engine | None) -> Program:
         layout, e = self.layout, self.engines
         s = layout.tokens_per_sensor
         first = {sensor: i * s for i, sensor in enumerate(plan.token_sensors)}
-        encoders = tuple((i, e[st], first[i], first[i] + s) for i, st in zip(plan.present, plan.encoders))
-        constants = tuple((self.constants[constant_key(layout.sensors[i], plan.mask, self.constants) or ""],
-                           first[i], first[i] + s) for i, how in plan.fillers if how == "constant")
-        imputers = tuple((how, e[how], first[i], first[i] + s) for i, how in plan.fillers if how != "constant")
-        program = _Program(
-            encoders, constants, imputers, tuple((first[i], first[i] + s) for i in plan.present),
-            e[plan.gate], tuple((st, e[st]) for st in plan.experts), e[plan.head],
-            plan.tokens_per_sample * s, (*plan.encoders, *(st for st, *_ in imputers), plan.gate),
+        encoders = tuple((i, e[encoder_stage(layout.sensors[i])], first[i], first[i] + s) for i in plan.present)
+        constants: tuple[tuple[np.ndarray, int, int], ...] = ()
+        imputers: tuple[tuple[str, Engine, int, int], ...] = ()
+        if layout.filler == "constant":
+            constants = tuple((self.constants[constant_key(layout.sensors[i], plan.mask, self.constants) or ""],
+                               first[i], first[i] + s) for i in plan.filled)
+        elif layout.filler == "imputer":
+            imputers = tuple((imputer_stage(layout.sensors[i]), e[imputer_stage(layout.sensors[i])],
+                              first[i], first[i] + s) for i in plan.filled)
+        experts = tuple((expert_stage(x), e[expert_stage(x)]) for x in range(layout.num_experts))
+        fusion = e[FUSION] if layout.fusion else None
+        front = (*(encoder_stage(layout.sensors[i]) for i in plan.present), *(imp[0] for imp in imputers),
+                 *((FUSION,) if layout.fusion else ()), GATE)
+        return Program(
+            plan.present[0], encoders, constants, imputers, tuple((first[i], first[i] + s) for i in plan.present),
+            fusion, e[GATE], experts, e[HEAD], len(plan.token_sensors) * s, front,
+            None if fused is None else self._fused(plan, fused),
         )
-        self._programs[plan.mask] = program
-        return program
+
+    def _fused(self, plan: Plan, engine: Engine) -> Fused:
+        shapes = {spec.name: tuple(int(x) for x in spec.shape) for spec in engine.inputs}
+        names = [self.layout.sensors[i] for i in plan.present]
+        if sorted(shapes) != sorted(names):
+            raise EngineError(f"stage '{fused_stage(plan.mask)}': inputs {sorted(shapes)} are not the "
+                              f"mask's sensors {names}")
+        return Fused(engine, tuple((i, name, shapes[name]) for i, name in zip(plan.present, names)),
+                     (fused_stage(plan.mask),))
 
     def _score(self, gate: Engine, tokens: np.ndarray) -> np.ndarray:
         """Gate scores per token ``[B*T, N]``. With ``route_by='sample'`` the gate scores each
         sample's mean token (input ``pooled``) and every token of the sample takes that score."""
         if self._tokens is None:  # the encoders already wrote the gate's input in place
             gate.launch()
-            return gate.wait()["scores"]
+            return gate.wait()[SCORES]
         batch, per_sample = tokens.shape[:2]
-        np.mean(tokens, axis=1, out=gate.input("pooled", (batch, self.layout.dim)))
+        np.mean(tokens, axis=1, out=gate.input(POOLED, (batch, self.layout.dim)))
         gate.launch()
-        return np.repeat(gate.wait()["scores"], per_sample, axis=0)
+        return np.repeat(gate.wait()[SCORES], per_sample, axis=0)
 
-    def _encode(self, program: _Program, frames: Mapping[int, np.ndarray], tokens: np.ndarray) -> None:
+    def _encode(self, program: Program, frames: Mapping[int, np.ndarray], tokens: np.ndarray) -> None:
         """Encoders write into the gate's input buffer ``tokens`` ``[B, T, D]``; fillers after."""
         for sensor, engine, _, _ in program.encoders:
             frame = frames[sensor]
-            np.copyto(engine.input("frame", frame.shape), frame)
+            np.copyto(engine.input(FRAME, frame.shape), frame)
             engine.launch()
         for _, engine, lo, hi in program.encoders:
-            tokens[:, lo:hi] = engine.wait()["tokens"]
+            tokens[:, lo:hi] = engine.wait()[TOKENS]
         for stored, lo, hi in program.constants:
             tokens[:, lo:hi] = stored
         for _, engine, lo, hi in program.imputers:
             self._impute(engine, tokens, program.context, lo, hi)
+        if program.fusion is not None:  # every token of the sample attends over the others
+            np.copyto(program.fusion.input(TOKENS, tokens.shape), tokens)
+            program.fusion.launch()
+            tokens[...] = program.fusion.wait()[MIXED]
 
     @staticmethod
     def _impute(engine: Engine, tokens: np.ndarray, context: tuple[tuple[int, int], ...], lo: int, hi: int) -> None:
         """An imputer refines its missing sensor's tokens from the present sensors' tokens."""
         batch, d = tokens.shape[0], tokens.shape[2]
         size = sum(b - a for a, b in context)
-        buf = engine.input("context", (batch, size, d))
+        buf = engine.input(CONTEXT, (batch, size, d))
         at = 0
         for a, b in context:
             buf[:, at : at + b - a] = tokens[:, a:b]
             at += b - a
         engine.launch()
-        tokens[:, lo:hi] = engine.wait()["tokens"]
+        tokens[:, lo:hi] = engine.wait()[TOKENS]
 
-    def _mix(self, program: _Program, flat: np.ndarray,
+    def _mix(self, program: Program, flat: np.ndarray,
              scores: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
         """Top-k, dispatch to the chosen experts; their outputs land in ``self._contrib`` grouped
         by expert (one slice copy each). Returns the stages run, the per-expert token counts, and
@@ -205,19 +255,28 @@ class PlanExecutor:
             if count == 0:
                 continue
             part = slice(lo, lo + count)
-            np.take(flat, rows[part], axis=0, out=engine.input("tokens", (count, d)))
+            np.take(flat, rows[part], axis=0, out=engine.input(TOKENS, (count, d)))
             engine.launch()
             launched.append((stage, engine, part))
             lo += count
-        confidence = layout.mixing == "confidence"
+        confidence = self._confidence
         weights = self._weights[: order.size] if confidence else top_k_softmax(scores, chosen).reshape(-1)[order]
         for stage, engine, part in launched:
             out = engine.wait()
-            grouped[part] = out["delta"]
+            grouped[part] = out[DELTA]
             if confidence:
-                weights[part] = out["confidence"][:, 0]
+                weights[part] = out[CONFIDENCE][:, 0]
             ran.append(stage)
         return ran, counts, rows, weights
+
+
+def _run_fused(fused: Fused, frames: Mapping[int, np.ndarray]) -> ExecutionResult:
+    """A single frame through its mask's fused engine: copy the frames in, one call."""
+    engine = fused.engine
+    for index, name, shape in fused.inputs:
+        np.copyto(engine.input(name, shape), frames[index])
+    engine.launch()
+    return ExecutionResult(np.array(engine.wait()[PROBS]), fused.stages, None)
 
 
 def constant_key(sensor: str, mask: int, constants: Mapping[str, np.ndarray]) -> str | None:

@@ -11,8 +11,7 @@ import onnxruntime as ort
 
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
-from edgemoe.engines.backend import register
-from edgemoe.engines.onnxruntime import OrtEngine
+from edgemoe.engines.onnxruntime.engine import OrtEngine
 from edgemoe.engines.target import TargetProfile
 
 
@@ -23,7 +22,6 @@ def provider_report(requested: Sequence[str], granted: Sequence[str]) -> dict[st
             "providers_missing": [p for p in requested if p not in granted]}
 
 
-@register("onnxruntime")
 class OrtBackend:
     name = "onnxruntime"
     engine_suffix = ".onnx"

@@ -153,9 +153,6 @@ class OrtEngine:
         self._views.clear()
         self._ready = {}
 
-    def describe(self) -> dict[str, Any]:
-        return {"backend": "onnxruntime", "version": ort.__version__, "providers": self.providers}
-
 
 WARM_EVERY_SIZE_UP_TO = 1024
 

@@ -1,0 +1,10 @@
+"""The ONNX Runtime backend (``"onnxruntime"``): the embedded default, runs everywhere.
+
+Modules: ``engine`` (a stage's session behind the engine protocol, driven through io-binding),
+``backend`` (the engine file is the stage's ONNX graph; build = copy + test load).
+"""
+
+from edgemoe.engines.onnxruntime.backend import OrtBackend
+from edgemoe.engines.onnxruntime.engine import OrtEngine
+
+__all__ = ["OrtBackend", "OrtEngine"]

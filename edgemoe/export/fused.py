@@ -1,0 +1,94 @@
+"""Fused per-mask graphs: one mask's whole forward as one batch-1 graph, for hot masks.
+
+Only that mask's encoders (the others fold away), its fillers, gate, top-k, every expert densely
+and the head, so a hot mask runs as one engine call instead of one per stage, trading memory (a
+second copy of the weights) for dispatch. The bundle carries them beside the stages (``fused`` in
+the manifest, written here); ``edgemoe build --fuse`` builds the chosen ones; the runtime's
+executor (``edgemoe.runtime.executor``) runs a fused mask's single frames through its engine and
+every batch through the staged plan, and ``tests/test_methods.py`` checks the two agree on every
+mask for every method; ``edgemoe profile`` (``edgemoe.profile.fused``) measures the latency gained
+and the memory paid per fused mask and chooses which masks are worth it. Names, dims and tensors
+come from the stage table (``edgemoe.core.stages``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from edgemoe.core.bundle import sha256_file
+from edgemoe.core.mask import mask_names, masks_to_bits
+from edgemoe.core.stages import fused_stage, fused_tensors, stage_file_stem
+from edgemoe.export.monolithic import check_graph, export_graph
+from edgemoe.export.onnx_stage import ExportError
+from edgemoe.model.moe import MoEModel
+
+FUSED_DIR = "fused"
+
+
+class FusedMask(nn.Module):
+    """``(*present frames) -> probs`` for one mask at batch 1: the model's own forward with the
+    mask baked in as a constant. The missing sensors' inputs are constant zeros, so constant
+    folding removes their encoders (and the filler work that depends only on the mask) from the
+    graph; every method's forward works unchanged, which is what keeps fused and staged answers
+    equal."""
+
+    def __init__(self, model: MoEModel, mask: int) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.specs = model.config.sensors
+        self.present_names = mask_names(mask, model.config.sensor_names)
+        bits = masks_to_bits(np.array([mask]), model.config.num_sensors)
+        self.register_buffer("present", torch.from_numpy(bits), persistent=False)
+
+    def forward(self, *frames: torch.Tensor) -> torch.Tensor:
+        given = dict(zip(self.present_names, frames))
+        inputs = {s.name: given.get(s.name, torch.zeros(1, *s.shape)) for s in self.specs}
+        return torch.softmax(self.model(inputs, self.present).logits, dim=-1)
+
+
+def export_fused(model: MoEModel, mask: int, simplify: bool = True) -> onnx.ModelProto:
+    """One mask's forward as one batch-1 graph (inputs: the present sensors' frames, named as
+    sensors), checked against the model on random frames."""
+    wrapper = FusedMask(model, mask)
+    specs = [model.config.sensor(n) for n in wrapper.present_names]
+    if not specs:
+        raise ExportError(f"{fused_stage(mask)}: the empty mask has no forward to fuse")
+    gen = torch.Generator().manual_seed(0)
+    example = tuple(torch.randn(1, *s.shape, generator=gen) for s in specs)
+    graph = export_graph(wrapper, example, [s.name for s in specs], None, fused_stage(mask), simplify)
+    with torch.no_grad():
+        want = wrapper(*example).numpy()
+    check_graph(graph, example, want, fused_stage(mask))
+    return graph
+
+
+def write_fused(model: MoEModel, masks: list[int], directory: Path,
+                on_stage: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
+    """Export the fused graph of each mask into ``directory/fused/``; returns the manifest's
+    ``fused`` section, ``{mask: entry}`` (batch-1 inputs named as the present sensors)."""
+    entries: dict[str, Any] = {}
+    config = model.config
+    frames = {s.name: s.shape for s in config.sensors}
+    for mask in masks:
+        stage = fused_stage(mask)
+        on_stage(stage)
+        graph = export_fused(model, mask)
+        rel = f"{FUSED_DIR}/{stage_file_stem(stage)}.onnx"
+        (directory / FUSED_DIR).mkdir(exist_ok=True)
+        onnx.save_model(graph, directory / rel, save_as_external_data=False)
+        sensors = mask_names(mask, config.sensor_names)
+        inputs, outputs = fused_tensors(model.layout(), frames, sensors)
+        entries[str(mask)] = {
+            "stage": stage, "sensors": sensors,
+            "inputs": [t.to_dict() for t in inputs],
+            "outputs": [t.to_dict() for t in outputs],
+            "variants": {"fp32": {"file": rel, "sha256": sha256_file(directory / rel)}},
+        }
+    return entries
