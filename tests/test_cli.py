@@ -20,8 +20,8 @@ def test_data_synth_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_train_writes_a_checkpoint(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.safetensors"
     assert main(["train", "--data", str(dataset_dir), "--out", str(out), "--epochs", "1", "--no-progress"]) == 0
-    text = capsys.readouterr().out
-    assert "epoch   1/1" in text and "val mean acc" in text and out.is_file()
+    captured = capsys.readouterr()
+    assert "epoch   1/1" in captured.err and "val mean acc" in captured.out and out.is_file()
 
 
 def test_eval_prints_and_writes_every_mask(checkpoint_path: Path, dataset_dir: Path, tmp_path: Path,
