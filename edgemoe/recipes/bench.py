@@ -15,7 +15,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", choices=("accuracy",), help="which benchmark (accuracy: methods per mask)")
     parser.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
     parser.add_argument("--data", type=Path, required=True, help="dataset directory (train/val/test .npz)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="results directory (default: benchmarks/results)")
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
     parser.add_argument("--force", action="store_true", help="replace existing results of the same name")
     parser.add_argument("--methods", default=None, help="comma list (default: all)")

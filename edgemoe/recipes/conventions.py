@@ -153,7 +153,7 @@ class StageTimer:
 def non_empty(what: str) -> Callable[[str], str]:
     """An argparse type refusing an empty value (``--mask ""``) as a usage error."""
     def check(value: str) -> str:
-        if not value.strip():
+        if not value.replace("+", "").replace(",", "").strip():
             raise argparse.ArgumentTypeError(f"empty {what}; name at least one sensor (e.g. camera+imu)")
         return value
     return check

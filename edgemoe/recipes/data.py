@@ -14,7 +14,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                            description="Write train/val/test .npz files of the synthetic robot dataset.")
     synth.add_argument("--out", type=Path, required=True, help="dataset directory to create")
     synth.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="random seed of the generator")
     synth.add_argument("--scale", type=float, default=1.0, help="shrink or grow the splits")
     synth.add_argument("--force", action="store_true", help="replace an existing dataset directory")
     synth.set_defaults(func=synthesise, interrupted="the dataset directory was not written")
