@@ -75,7 +75,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "edgemoe", src / "edgemoe", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("engines", "calibration"):
         (src / folder).mkdir()
-        for path in (ROOT / folder).glob("*.yaml"):
+        for path in [*(ROOT / folder).glob("*.yaml"), ROOT / folder / "__init__.py"]:
             shutil.copy(path, src / folder / path.name)
     no_isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     out = tmp_path_factory.mktemp("dist")
@@ -176,3 +176,16 @@ def test_run_names_the_daemon_extra_then_serves_with_it(installed: Installed, cp
     ready, stopped = (json.loads(line) for line in done.stdout.splitlines())
     assert "ready" in ready and stopped["stopped"]["torch_imported"] is False
     assert len((tmp_path / "pred.jsonl").read_text().splitlines()) > 5
+
+
+def test_an_editable_install_finds_them_too(tmp_path: Path) -> None:
+    """``pip install -e .`` maps the same subpackages onto the checkout's folders."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    command = Installed(venv, tmp_path, ROOT)
+    command.pip_install("--no-deps", "-e", str(ROOT))
+    done = command.python("from importlib import resources; from edgemoe.packaged import CALIBRATION_RECIPES, TARGETS; "
+                          "print(resources.files('edgemoe.targets')); print(TARGETS.names(), CALIBRATION_RECIPES.names())")
+    assert done.returncode == 0, done.stderr
+    location, names = done.stdout.splitlines()
+    assert Path(location) == ROOT / "engines" and "jetson-orin-nano" in names and "'default'" in names
