@@ -251,3 +251,30 @@ def test_json_documents_are_the_only_stdout(engines_dir: Path, dataset_dir: Path
     assert main(["infer", str(engines_dir), "--data", str(dataset_dir), "--mask", "odom", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert [m["mask"] for m in document["masks"]] == ["odom"] and 0 <= document["mean_accuracy"] <= 1
+
+
+def test_a_real_sigint_during_training(dataset_dir: Path, tmp_path: Path) -> None:
+    """The signal itself, not a simulation: sent once the first epoch has been reported."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out_file = tmp_path / "m.safetensors"
+    proc = subprocess.Popen([sys.executable, "-m", "edgemoe.cli", "train", "--data", str(dataset_dir),
+                             "--out", str(out_file), "--epochs", "200", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+                            env=dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1"))
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("epoch   1/200"), first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "edgemoe train: interrupted; no checkpoint was written; the epochs finished so far are lost")
+    assert list(tmp_path.iterdir()) == []
