@@ -20,8 +20,8 @@ def test_data_synth_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_train_writes_a_checkpoint(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.safetensors"
     assert main(["train", "--data", str(dataset_dir), "--out", str(out), "--epochs", "1", "--no-progress"]) == 0
-    text = capsys.readouterr().out
-    assert "epoch   1/1" in text and "val mean acc" in text and out.is_file()
+    captured = capsys.readouterr()
+    assert "epoch   1/1" in captured.err and "val mean acc" in captured.out and out.is_file()
 
 
 def test_eval_prints_and_writes_every_mask(checkpoint_path: Path, dataset_dir: Path, tmp_path: Path,
@@ -57,3 +57,53 @@ def test_runtime_side_never_imports_torch(engines_dir: Path, dataset_dir: Path) 
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
+
+
+def test_version_names_the_engine_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
+    import edgemoe
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"edgemoe {edgemoe.__version__} (onnxruntime ")
+
+
+def test_list_targets_shows_every_shipped_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgemoe.engines.target import known_targets
+
+    with pytest.raises(SystemExit):
+        main(["build", "--list-targets"])
+    rows = capsys.readouterr().out.splitlines()
+    assert [r.split()[0] for r in rows] == known_targets() and "jetson-orin-nano" in known_targets()
+    assert "jetson-orin-nano       tensorrt     auto  max batch 4" in rows
+
+
+def test_build_flags_override_the_target_profile() -> None:
+    from edgemoe.core.errors import ConfigError
+    from edgemoe.engines.target import load_target, with_build_overrides
+
+    orin = with_build_overrides(load_target("jetson-orin-nano"), "int8", workspace_mb=2048, dla_core=1)
+    assert (orin.precision, orin.tensorrt.workspace_mb, orin.tensorrt.dla_core) == ("int8", 2048, 1)
+    assert with_build_overrides(load_target("cpu")) == load_target("cpu")
+    with pytest.raises(ConfigError, match="key 'tensorrt.workspace_mb'"):
+        with_build_overrides(load_target("x86-gpu"), workspace_mb=1)
+
+
+def test_fp16_flag_reaches_the_build(bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--fp16 on an uncalibrated bundle asks for a variant it lacks: the build says so."""
+    assert main(["build", str(bundle_dir), "--fp16", "--out", str(tmp_path / "e")]) == 2
+    assert "no fp16 variant in the bundle" in capsys.readouterr().err
+
+
+def test_completion_script_covers_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgemoe.cli import VERBS
+
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert script.startswith("#") and all(verb in script for verb in VERBS) and "--list-targets" in script
+
+
+def test_verbosity_flags_after_the_verb(engines_dir: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["infer", str(engines_dir), "--data", str(dataset_dir), "--mask", "odom", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.startswith("odom")

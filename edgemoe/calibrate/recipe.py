@@ -8,6 +8,7 @@ profiles under ``engines/``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -15,8 +16,9 @@ from pydantic import Field
 
 from edgemoe.core.config import StrictModel, load_yaml_as
 from edgemoe.core.errors import ConfigError
+from edgemoe.packaged import CALIBRATION_RECIPES
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "calibration"
+DEFAULT_RECIPE = "default"
 
 
 class Budgets(StrictModel):
@@ -60,15 +62,23 @@ class CalibrationRecipe(StrictModel):
         return self.model_validate({**self.model_dump(), **{k: v for k, v in values.items() if v is not None}})
 
 
+def known_recipes() -> list[str]:
+    """Names ``load_recipe`` accepts: the shipped recipes and any under ``./calibration/``."""
+    return CALIBRATION_RECIPES.names()
+
+
 def load_recipe(name_or_path: str | Path | None) -> CalibrationRecipe:
-    """``default`` -> ``calibration/default.yaml``; a path is read as is; None = built-in defaults
-    of ``calibration/default.yaml`` when present."""
-    path = Path(name_or_path) if name_or_path is not None else RECIPE_DIR / "default.yaml"
-    if not path.suffix:
-        path = RECIPE_DIR / f"{path}.yaml"
-    if not path.is_file():
-        if name_or_path is None:
-            return CalibrationRecipe()
-        known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
-        raise ConfigError(f"calibration recipe '{name_or_path}' not found ({path}); known: {known}")
-    return load_yaml_as(CalibrationRecipe, path, "calibration recipe")
+    """``default`` -> ``calibration/default.yaml`` (in the working directory, else shipped with the
+    package); a path with a suffix is read as is; None means ``default``.
+
+    A missing default is an error, never the model defaults: those have no missing sensors, so
+    calibrating with them would silently drop routing-aware calibration.
+    """
+    name = str(name_or_path) if name_or_path is not None else DEFAULT_RECIPE
+    if Path(name).suffix:
+        return load_yaml_as(CalibrationRecipe, Path(name), "calibration recipe")
+    found = CALIBRATION_RECIPES.find(name)
+    if found is None:
+        raise ConfigError(f"calibration recipe '{name}' not found; known: {known_recipes()} (or give a YAML path)")
+    with resources.as_file(found) as path:
+        return load_yaml_as(CalibrationRecipe, path, "calibration recipe")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from edgemoe.core.config import StrictModel, load_yaml_as
+from edgemoe.core.config import StrictModel, load_yaml_as, validate_as
 from edgemoe.core.errors import ConfigError
+from edgemoe.packaged import TARGETS
 
 Precision = Literal["auto", "fp32", "fp16", "int8"]
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "engines"
 
 
 class OrtOptions(StrictModel):
@@ -56,14 +57,33 @@ class TargetProfile(StrictModel):
     tensorrt: TrtOptions = TrtOptions()
 
 
+def known_targets() -> list[str]:
+    """Names ``load_target`` accepts: the shipped profiles and any under ``./engines/``."""
+    return TARGETS.names()
+
+
 def load_target(name_or_path: str) -> TargetProfile:
-    """``cpu`` -> ``engines/cpu.yaml`` (in the working directory, else beside the package);
+    """``cpu`` -> ``engines/cpu.yaml`` (in the working directory, else shipped with the package);
     a path with a suffix is read as is."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        candidates = [Path("engines") / f"{name_or_path}.yaml", PROFILE_DIR / f"{name_or_path}.yaml"]
-        path = next((c for c in candidates if c.is_file()), candidates[-1])
-    if not path.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise ConfigError(f"target profile '{name_or_path}' not found ({path}); known: {known}")
-    return load_yaml_as(TargetProfile, path, "target profile")
+    if Path(name_or_path).suffix:
+        return load_yaml_as(TargetProfile, Path(name_or_path), "target profile")
+    found = TARGETS.find(name_or_path)
+    if found is None:
+        raise ConfigError(f"target profile '{name_or_path}' not found; known: {known_targets()} "
+                          "(or give a YAML path)")
+    with resources.as_file(found) as path:
+        return load_yaml_as(TargetProfile, path, "target profile")
+
+
+def with_build_overrides(target: TargetProfile, precision: str | None = None, workspace_mb: int | None = None,
+                         dla_core: int | None = None) -> TargetProfile:
+    """The profile with command-line build settings on top (None keeps the profile's value)."""
+    data: dict[str, Any] = target.model_dump()
+    if precision is not None:
+        data["precision"] = precision
+    trt = {k: v for k, v in (("workspace_mb", workspace_mb), ("dla_core", dla_core)) if v is not None}
+    if trt and target.backend != "tensorrt":
+        raise ConfigError(f"tensorrt.{'/'.join(trt)} set on the command line, but target '{target.name}' "
+                          f"builds with {target.backend}, not TensorRT")
+    data["tensorrt"].update(trt)
+    return validate_as(TargetProfile, data, f"target profile '{target.name}' with command-line overrides")

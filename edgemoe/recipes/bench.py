@@ -6,20 +6,19 @@ import argparse
 import os
 from pathlib import Path
 
-from edgemoe.bench.accuracy import BenchSettings, run_benchmark
-from edgemoe.bench.report import write_outputs
-from edgemoe.core.schema import load_config
-from edgemoe.data.dataset import load_dataset
+from edgemoe.recipes.conventions import refuse_overwrite
 
 QUICK = {"seeds": (0,), "rates": (0.5,), "epochs": 1, "train_limit": 512}
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", choices=("accuracy",))
+    parser.add_argument("suite", choices=("accuracy",), help="which benchmark (accuracy: methods per mask)")
     parser.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
     parser.add_argument("--data", type=Path, required=True, help="dataset directory (train/val/test .npz)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="results directory (default: benchmarks/results)")
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
+    parser.add_argument("--force", action="store_true", help="replace existing results of the same name")
     parser.add_argument("--methods", default=None, help="comma list (default: all)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, the benchmark budget)")
@@ -31,10 +30,16 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="validate every epoch (default: only the second half, where the best epoch lies)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, rate 0.5, 512 samples (CI)")
     parser.add_argument("--note", default="", help="text put under the title (e.g. what was reduced)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, interrupted="no results were written")
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgemoe.bench.accuracy import BenchSettings, run_benchmark
+    from edgemoe.bench.report import write_outputs
+    from edgemoe.core.schema import load_config
+    from edgemoe.data.dataset import load_dataset
+
+    refuse_overwrite(args.out / f"{args.name}.json", args.force)
     config = load_config(args.config)
     settings = BenchSettings(**(QUICK if args.quick else {}), jobs=max(1, args.jobs),
                              select_late=not args.select_all_epochs)

@@ -4,41 +4,94 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest
-from edgemoe.core.mask import parse_mask_selection
-from edgemoe.engines.build import build_engines
-from edgemoe.engines.target import load_target
+from edgemoe.recipes.conventions import StageTimer, emit_json, refuse_overwrite, require_directory_path
+
+
+class ListTargets(argparse.Action):
+    """``--list-targets``: print the known target profiles and exit, like ``--version``."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from edgemoe.engines.target import known_targets, load_target
+
+        for name in known_targets():
+            target = load_target(name)
+            print(f"{name:<22} {target.backend:<12} {target.precision:<5} max batch {target.max_batch}")
+        parser.exit()
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", type=Path)
-    parser.add_argument("--target", default="cpu", help="profile name under engines/ or a YAML path")
+    parser.add_argument("bundle", type=Path, help="model bundle directory from 'edgemoe export' or 'edgemoe calibrate'")
+    parser.add_argument("--target", default="cpu",
+                        help="target profile name (see --list-targets) or a YAML path (default: cpu)")
+    parser.add_argument("--list-targets", action=ListTargets, help="print the known target profiles and exit")
     parser.add_argument("--out", type=Path, required=True, help="engine bundle directory to create")
     parser.add_argument("--force", action="store_true", help="replace an existing engine bundle")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default=None,
+                           help="precision of every stage, overriding the profile "
+                                "(auto: each stage's choice from 'edgemoe calibrate')")
+    for name in ("fp32", "fp16", "int8"):
+        precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name,
+                               help=f"same as --precision {name}")
+    parser.add_argument("--workspace", type=int, default=None, metavar="MIB",
+                        help="TensorRT builder workspace in MiB, overriding the profile")
+    parser.add_argument("--dla-core", type=int, default=None, metavar="N",
+                        help="TensorRT: put static stages on this DLA core, overriding the profile")
     parser.add_argument("--fuse", action="append", default=None, metavar="MASK",
                         help="build only these masks' fused engines (default: every fused graph in the bundle; "
                              "'none' for none): 'camera+imu', '5', or the fused_choice.json 'edgemoe profile' writes "
                              "(repeatable)")
-    parser.set_defaults(func=run)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    parser.set_defaults(func=run, interrupted="the engine bundle directory was not written (left as it was)")
 
 
 def run(args: argparse.Namespace) -> int:
-    target = load_target(args.target)
+    from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest
+    from edgemoe.core.mask import parse_mask_selection
+    from edgemoe.engines.build import build_engines
+    from edgemoe.engines.target import load_target, with_build_overrides
+
+    require_directory_path(args.out)
+    refuse_overwrite(args.out, args.force)
+    target = with_build_overrides(load_target(args.target), args.precision, args.workspace, args.dla_core)
     fuse = None
     if args.fuse is not None:
         names = config_of(read_manifest(args.bundle, MODEL_FORMAT), str(args.bundle)).sensor_names
         fuse = parse_mask_selection([v for v in args.fuse if v != "none"], names)
+    timer = StageTimer("build")
     manifest = build_engines(args.bundle, target, args.out, args.force,
-                             on_stage=lambda s, p: print(f"  build {s} ({p}, {target.backend})"), fuse=fuse)
-    for stage, entry in manifest["engines"].items():
-        if entry.get("providers_missing"):
-            print(f"  warning: {stage} runs on {entry['providers']}: onnxruntime lacks {entry['providers_missing']} "
-                  "(install onnxruntime-gpu, or set 'require_providers: true' to refuse)")
-        if entry.get("dla"):
-            dla = entry["dla"]
-            print(f"  {stage}: {len(dla['dla_layers'])} layer group(s) on DLA, {dla['gpu_layers']} on GPU, "
-                  f"fell back to GPU: {dla['fell_back_to_gpu'] or 'none'}")
-    print(f"wrote {args.out}: {len(manifest['engines'])} engines and {len(manifest['fused'])} fused "
+                             on_stage=lambda stage, precision: timer.start(stage, f"{precision}, {target.backend}"),
+                             fuse=fuse)
+    total = timer.finish()
+    warnings = stage_warnings(manifest)
+    summary = {"engines": str(args.out), "target": target.name, "backend": target.backend,
+               "stages": len(manifest["engines"]), "fused": len(manifest["fused"]), "warnings": warnings,
+               "seconds": round(total, 3), "timing": timer.rows}
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(timer.table(total))
+    for line in warnings:  # part of the result: what the engines run on is not what was asked
+        print(f"warning: {line}")
+    print(f"wrote {args.out}: {summary['stages']} engines and {summary['fused']} fused "
           f"hot-mask engines for target '{target.name}'")
     return 0
+
+
+def stage_warnings(manifest: dict[str, Any]) -> list[str]:
+    """What the build could not give as asked: missing providers, layers that left the DLA."""
+    lines = []
+    for stage, entry in manifest["engines"].items():
+        if entry.get("providers_missing"):
+            lines.append(f"{stage} runs on {entry['providers']}: onnxruntime lacks {entry['providers_missing']} "
+                         "(install onnxruntime-gpu, or set 'require_providers: true' to refuse)")
+        if entry.get("dla"):
+            dla = entry["dla"]
+            lines.append(f"{stage}: {len(dla['dla_layers'])} layer group(s) on DLA, {dla['gpu_layers']} on GPU, "
+                         f"fell back to GPU: {dla['fell_back_to_gpu'] or 'none'}")
+    return lines

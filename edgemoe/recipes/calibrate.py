@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
-from edgemoe.calibrate.pipeline import calibrate_bundle
-from edgemoe.calibrate.recipe import load_recipe
-from edgemoe.calibrate.sets import load_sets
+from edgemoe.recipes.conventions import progress, refuse_overwrite
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", type=Path)
+    parser.add_argument("bundle", type=Path, help="model bundle directory from 'edgemoe export' (updated in place)")
     parser.add_argument("--data", type=Path, required=True, help="dataset directory (train/val/test .npz)")
-    parser.add_argument("--recipe", default=None, help="name under calibration/ or a YAML path (default: default)")
+    parser.add_argument("--recipe", default=None,
+                        help="calibration recipe: a name shipped with edgemoe or under ./calibration/, "
+                             "or a YAML path (default: default)")
     parser.add_argument("--method", choices=("routing-aware", "naive"), default=None, help="override the recipe")
     parser.add_argument("--sets", type=Path, default=None, help="reuse a saved calibration-set .npz")
     parser.add_argument("--save-sets", type=Path, default=None,
                         help="also copy the sets to this .npz (e.g. calibration/sets/NAME.npz)")
-    parser.set_defaults(func=run)
+    parser.add_argument("--force", action="store_true", help="replace an existing --save-sets file")
+    parser.set_defaults(func=run, interrupted="the bundle was left as it was")
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from edgemoe.calibrate.pipeline import calibrate_bundle
+    from edgemoe.calibrate.recipe import load_recipe
+    from edgemoe.calibrate.sets import load_sets
+
+    if args.save_sets:
+        refuse_overwrite(args.save_sets, args.force, "--save-sets")
     recipe = load_recipe(args.recipe).with_overrides({"method": args.method})
+    progress(f"recipe '{recipe.name}': {recipe.method}, P(missing) {recipe.missing or 'none'}")
     sets = load_sets(args.sets) if args.sets else None
-    result = calibrate_bundle(args.bundle, args.data, recipe, sets, log=print)
+    result = calibrate_bundle(args.bundle, args.data, recipe, sets, log=progress)
     if result.report:
         print(f"collected {result.report.frames} frames in {result.report.rounds} round(s); "
               f"routed tokens per expert {result.report.routed_tokens}")

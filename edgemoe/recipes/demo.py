@@ -18,6 +18,7 @@ from rich.table import Table
 
 from edgemoe.core.mask import mask_label
 from edgemoe.data.dataset import Split
+from edgemoe.recipes.conventions import refuse_overwrite
 
 console = Console()
 
@@ -58,14 +59,16 @@ def scripted_frames(split: Split, script: list[Outage], count: int, rng: np.rand
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="working directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing working directory")
     parser.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
     parser.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     parser.add_argument("--frames", type=int, default=400, help="frames in the replayed stream")
     parser.add_argument("--show", type=int, default=40, help="frames printed (evenly spaced)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, interrupted="the working directory holds the steps finished so far")
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_overwrite(args.out, args.force)
     from edgemoe.core.schema import load_config
     from edgemoe.data.dataset import load_dataset
     from edgemoe.data.synthetic import write_synthetic

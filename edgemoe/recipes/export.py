@@ -6,33 +6,45 @@ import argparse
 import json
 from pathlib import Path
 
-from edgemoe.core.mask import parse_mask_selection
-from edgemoe.export.bundle import DEFAULT_MAX_BATCH, write_bundle
-from edgemoe.train.checkpoint import load_checkpoint
-from edgemoe.train.evaluate import EvalTable
+from edgemoe.recipes.conventions import StageTimer, emit_json, refuse_overwrite, require_directory_path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--out", type=Path, required=True, help="bundle directory to create")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file (.safetensors) from 'edgemoe train'")
+    parser.add_argument("--out", type=Path, required=True, help="model bundle directory to create")
     parser.add_argument("--eval", type=Path, default=None,
                         help="per-mask table from 'edgemoe eval' to ship as expected accuracy "
                              "(default: the checkpoint's validation table)")
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
+    parser.add_argument("--max-batch", type=int, default=None, help="largest batch the graphs accept (default 8)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
     parser.add_argument("--fuse", action="append", default=[], metavar="MASK",
                         help="also export this mask's whole forward as one fused batch-1 graph (hot masks): "
                              "'camera+imu', '5', 'all', or the fused_choice.json 'edgemoe profile' writes "
                              "(repeatable)")
-    parser.set_defaults(func=run)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    parser.set_defaults(func=run, interrupted="the bundle directory was not written (left as it was)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgemoe.core.mask import parse_mask_selection
+    from edgemoe.export.bundle import DEFAULT_MAX_BATCH, write_bundle
+    from edgemoe.train.checkpoint import load_checkpoint
+    from edgemoe.train.evaluate import EvalTable
+
+    require_directory_path(args.out)
+    refuse_overwrite(args.out, args.force)
     ckpt = load_checkpoint(args.checkpoint)
     table = EvalTable.from_dict(json.loads(args.eval.read_text())) if args.eval else None
     fuse = parse_mask_selection(args.fuse, ckpt.config.sensor_names)
-    manifest = write_bundle(ckpt, args.out, table, args.max_batch, args.force,
-                            on_stage=lambda name: print(f"  export {name}"), fuse_masks=fuse)
-    print(f"wrote {args.out}: {len(manifest['stages'])} stages, {len(manifest['fused'])} fused masks, "
-          f"opset {manifest['opset']}")
+    timer = StageTimer("export")
+    manifest = write_bundle(ckpt, args.out, table, args.max_batch or DEFAULT_MAX_BATCH, args.force,
+                            on_stage=timer.start, fuse_masks=fuse)
+    total = timer.finish()
+    summary = {"bundle": str(args.out), "stages": len(manifest["stages"]), "fused": len(manifest["fused"]),
+               "opset": manifest["opset"], "seconds": round(total, 3), "timing": timer.rows}
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(timer.table(total))
+    print(f"wrote {args.out}: {summary['stages']} stages, {summary['fused']} fused masks, opset {summary['opset']}")
     return 0
