@@ -12,7 +12,8 @@ from edgemoe.engines.tensorrt.manifest import (
     environment_mismatches, jetpack_for, numpy_dtype_name, parse_l4t_release, parser_errors,
 )
 
-ORIN = {"tensorrt": "10.3.0.30", "compute_capability": "8.7", "gpu": "Orin", "cuda_runtime": "12.6"}
+ORIN = {"tensorrt": "10.3.0.30", "compute_capability": "8.7", "gpu": "Orin", "cuda_runtime": "12.6",
+        "sm_count": 16, "module": "NVIDIA Jetson AGX Orin Developer Kit"}
 
 
 def test_the_same_device_passes() -> None:

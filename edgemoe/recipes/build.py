@@ -9,6 +9,7 @@ from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest
 from edgemoe.core.mask import parse_mask_selection
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import load_target
+from edgemoe.engines.tensorrt.report import dla_summary
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +36,8 @@ def run(args: argparse.Namespace) -> int:
         if entry.get("providers_missing"):
             print(f"  warning: {stage} runs on {entry['providers']}: onnxruntime lacks {entry['providers_missing']} "
                   "(install onnxruntime-gpu, or set 'require_providers: true' to refuse)")
-        if entry.get("dla"):
-            dla = entry["dla"]
-            print(f"  {stage}: {len(dla['dla_layers'])} layer group(s) on DLA, {dla['gpu_layers']} on GPU, "
-                  f"fell back to GPU: {dla['fell_back_to_gpu'] or 'none'}")
+        if entry.get("dla"):  # a stage the profile sends to the DLA: where it really landed, or why not
+            print(f"  {stage}: DLA placement: {dla_summary(entry)}")
     print(f"wrote {args.out}: {len(manifest['engines'])} engines and {len(manifest['fused'])} fused "
           f"hot-mask engines for target '{target.name}'")
     return 0
