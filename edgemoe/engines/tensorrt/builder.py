@@ -148,7 +148,7 @@ def build_engine(stage: str, source: Path, precision: str, inputs: Sequence[Tens
         "build_seconds": round(seconds, 3),
         "engine_bytes": len(data),
         "timing_cache": {"file": str(timing_cache) if timing_cache else None, "reused": reused},
-        **describe_engine(data, logger, dla=on_dla(stage, options, precision)),
+        **describe_engine(data, logger, options.dla_core if on_dla(stage, options, precision) else None),
         **({"dla": {"skipped": skipped}} if (skipped := dla_skipped(stage, options, precision)) else {}),
     }
 
@@ -157,9 +157,11 @@ def dims_list(dims: trt.Dims) -> list[int]:
     return [int(dims[i]) for i in range(len(dims))]
 
 
-def describe_engine(data: bytes, logger: CapturingLogger, dla: bool) -> dict[str, Any]:
+def describe_engine(data: bytes, logger: CapturingLogger, dla_core: int | None) -> dict[str, Any]:
     """I/O, scratch size and (for DLA builds) layer placement, read back from the built engine."""
     runtime = trt.Runtime(logger)
+    if dla_core is not None:  # a DLA engine deserialises only on a runtime told its DLA core
+        runtime.DLA_core = dla_core
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise EngineError("TensorRT could not read back the engine it just built: " + " | ".join(logger.tail(5)))
@@ -171,7 +173,7 @@ def describe_engine(data: bytes, logger: CapturingLogger, dla: bool) -> dict[str
                    "shape": dims_list(engine.get_tensor_shape(name))})
     memory = engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size
     fields: dict[str, Any] = {"io": io, "device_memory_size": int(memory)}
-    if dla:
+    if dla_core is not None:
         inspector = engine.create_engine_inspector()
         fields["dla"] = dla_placement(inspector.get_engine_information(trt.LayerInformationFormat.JSON), logger.lines)
     return fields

@@ -190,6 +190,13 @@ class TrtEngine:
 
     def input(self, name: str, shape: Sequence[int]) -> np.ndarray:
         shape = tuple(shape)
+        spec = next((s for s in self.inputs if s.name == name), None)
+        if spec is None:
+            raise EngineError(f"stage '{self.name}': no input '{name}' (inputs: {[s.name for s in self.inputs]})")
+        limit = spec.max_shape(self._max_dims)
+        if len(shape) != len(limit) or any(a > b for a, b in zip(shape, limit)):
+            raise EngineError(f"stage '{self.name}' input '{name}': shape {list(shape)} exceeds the "
+                              f"profile maximum {list(limit)}")
         self._shapes[name] = shape
         return _front(self._host[name].array, shape)
 
@@ -198,10 +205,6 @@ class TrtEngine:
         stream = self._session.stream
         for spec in self.inputs:
             shape = self._shapes[spec.name]
-            limit = spec.max_shape(self._max_dims)
-            if any(a > b for a, b in zip(shape, limit)):
-                raise EngineError(f"stage '{self.name}' input '{spec.name}': shape {list(shape)} exceeds the "
-                                  f"profile maximum {list(limit)}")
             if not self.static:
                 self._set_shape(spec.name, shape)
             if spec.name in self._device:

@@ -1,0 +1,136 @@
+"""The TensorRT backend end to end on the contract-checking fake (tests/fake_tensorrt), per target
+profile: build (auto/fp32/fp16/int8, staged and fused, DLA on and off) -> manifest -> load -> infer
+every mask -> switch masks -> close -> load again, with the answers checked against the ONNX
+Runtime backend on the same ONNX variants and every allocation, stream and graph freed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgemoe.core.bundle import MODEL_FORMAT, read_manifest
+from edgemoe.core.mask import all_masks, mask_names
+from edgemoe.engines.build import build_engines
+from edgemoe.engines.target import PROFILE_DIR, TargetProfile, load_target
+from edgemoe.export.bundle import write_bundle
+from edgemoe.runtime.runtime import Runtime
+from edgemoe.train.checkpoint import Checkpoint
+from tests.fake_tensorrt import DEVICES, installed
+
+TRT_PROFILES = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml") if load_target(p.stem).backend == "tensorrt")
+FUSED = (0b0101, 0b1111)
+SAMPLES = 6
+ATOL = 2e-5  # the fake runs the same ONNX graph as ONNX Runtime; only row padding differs
+
+
+def test_every_tensorrt_profile_has_a_fake_device() -> None:
+    assert TRT_PROFILES and set(TRT_PROFILES) <= set(DEVICES), set(TRT_PROFILES) - set(DEVICES)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, checkpoint: Checkpoint, dataset_dir: Path) -> Path:
+    """The suite's model with two fused hot-mask graphs, calibrated: fp32, fp16 and int8 variants."""
+    from edgemoe.calibrate.pipeline import calibrate_bundle
+    from edgemoe.calibrate.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("trt-fake") / "bundle"
+    write_bundle(checkpoint, out, fuse_masks=FUSED)
+    small = dict(samples_per_stage=64, min_samples=16, min_tokens_per_expert=16, draw_frames=128,
+                 max_frames=512, batch=64)
+    calibrate_bundle(out, dataset_dir, load_recipe("default").with_overrides(small))
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames(bundle: Path) -> dict[str, np.ndarray]:
+    from edgemoe.core.bundle import config_of
+
+    config = config_of(read_manifest(bundle, MODEL_FORMAT), str(bundle))
+    rng = np.random.default_rng(7)
+    return {s.name: rng.standard_normal((SAMPLES, *s.shape)).astype(np.float32) for s in config.sensors}
+
+
+def with_precision(target: TargetProfile, precision: str) -> TargetProfile:
+    return target.model_copy(update={"precision": precision})
+
+
+@pytest.fixture(scope="module")
+def references(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Runtime]:
+    """ONNX Runtime (CPU) on the same variants, per precision."""
+    runtimes = {}
+    for precision in ("auto", "fp32", "fp16", "int8"):
+        out = tmp_path_factory.mktemp(f"ort-{precision}") / "engines"
+        build_engines(bundle, with_precision(load_target("cpu"), precision), out)
+        runtimes[precision] = Runtime.load(out)
+    yield runtimes
+    for runtime in runtimes.values():
+        runtime.close()
+
+
+def check_manifest(manifest: dict[str, Any], target: TargetProfile, precision: str) -> None:
+    options = target.tensorrt
+    assert manifest["environment"]["sm_count"] == DEVICES[target.name].sm_count
+    for stage, entry in {**manifest["engines"], **{e["stage"]: e for e in manifest["fused"].values()}}.items():
+        assert entry["strongly_typed"] and entry["builder_flags"] in ([], ["GPU_FALLBACK"]), stage
+        assert entry["tf32"] == (entry["precision"] != "fp32"), stage
+        if precision != "auto" and not stage.startswith("fused"):
+            assert entry["precision"] == precision
+        for spec in entry["inputs"]:
+            low, high = entry["profiles"][spec["name"]]["min"], entry["profiles"][spec["name"]]["max"]
+            assert all(a <= b for a, b in zip(low, high)), stage
+        dla = entry.get("dla")
+        if options.dla_core is not None and stage.startswith("encoder"):
+            assert dla, f"{stage}: the DLA profile sends encoders to the DLA but the manifest says nothing"
+            if entry["precision"] == "fp32":
+                assert "calibrate" in dla["skipped"]
+            else:  # GELU/LayerNorm fall back: the report must name them and count Myelin nodes as GPU
+                assert dla["fell_back_to_gpu"] and all("Myelin" not in n for n in dla["dla_layers"])
+            assert "DLA" in entry["cuda_graph"] or entry["precision"] == "fp32"
+        else:
+            assert dla is None, stage
+
+
+def infer_every_mask(runtime: Runtime, reference: Runtime, frames: dict[str, np.ndarray]) -> None:
+    for mask in all_masks(len(runtime.sensor_names)):
+        part = {n: frames[n] for n in mask_names(mask, runtime.sensor_names)}
+        np.testing.assert_allclose(runtime.infer_batch(part, mask), reference.infer_batch(part, mask),
+                                   atol=ATOL, err_msg=f"mask {mask}")
+
+
+def switch_masks(runtime: Runtime, reference: Runtime, frames: dict[str, np.ndarray]) -> None:
+    """Single frames whose mask changes every frame: fused engines for their masks, staged otherwise."""
+    masks = all_masks(len(runtime.sensor_names))
+    order = [masks[(i * 7) % len(masks)] for i in range(2 * len(masks))]
+    for i, mask in enumerate(order):
+        names = mask_names(mask, runtime.sensor_names)
+        frame = {n: (frames[n][i % SAMPLES] if n in names else None) for n in runtime.sensor_names}
+        got, want = runtime.infer(frame), reference.infer(frame)
+        np.testing.assert_allclose(got.probs, want.probs, atol=ATOL, err_msg=f"frame {i}, mask {mask}")
+        if mask in FUSED:
+            assert got.engines == (f"fused[{mask}]",)
+
+
+@pytest.mark.parametrize("profile", TRT_PROFILES)
+@pytest.mark.parametrize("precision", ["auto", "fp32", "fp16", "int8"])
+def test_build_load_infer_switch_close(profile: str, precision: str, bundle: Path, frames: dict[str, np.ndarray],
+                                       references: dict[str, Runtime], tmp_path: Path) -> None:
+    target = with_precision(load_target(profile), precision)
+    with installed(DEVICES[profile]) as device:
+        manifest = build_engines(bundle, target, tmp_path / "engines")
+        check_manifest(manifest, target, precision)
+        assert (tmp_path / "timing.cache").is_file()
+        for cycle in range(2):  # load -> infer -> close -> load again: nothing left over, nothing freed twice
+            runtime = Runtime.load(tmp_path / "engines")
+            graphs = {s: e.describe() for s, e in runtime.bundle.engines.items()}  # type: ignore[attr-defined]
+            for stage, about in graphs.items():
+                planned = manifest["engines"][stage]["cuda_graph"] == "captured at warm-up"
+                assert about["cuda_graph"] == planned, (stage, about)
+            infer_every_mask(runtime, references[precision], frames)
+            switch_masks(runtime, references[precision], frames)
+            runtime.close()
+            runtime.close()  # a second close is harmless
+            assert device.live() == [], f"cycle {cycle}: leaked {device.live()}"
