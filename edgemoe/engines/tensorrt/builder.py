@@ -143,7 +143,7 @@ def build_engine(stage: str, source: Path, precision: str, inputs: Sequence[Tens
         "static": is_static(stage, options),
         "tf32": precision != "fp32",
         # whether warm-up captures a CUDA graph of this engine, or why not
-        "cuda_graph": graph_refusal(stage, options, precision) or "captured at warm-up",
+        "cuda_graph": graph_refusal(stage, options) or "captured at warm-up",
         "profiles": {name: r.to_dict() for name, r in ranges.items()},
         "build_seconds": round(seconds, 3),
         "engine_bytes": len(data),

@@ -130,16 +130,17 @@ def dla_flags(stage: str, options: TrtOptions, precision: str = "fp16") -> tuple
     return ("GPU_FALLBACK",) if on_dla(stage, options, precision) and options.gpu_fallback else ()
 
 
-def graph_refusal(stage: str, options: TrtOptions, precision: str | None = None) -> str | None:
+def graph_refusal(stage: str, options: TrtOptions) -> str | None:
     """Why ``stage`` is not captured into a CUDA graph at warm-up, or None when it is.
 
-    TensorRT cannot capture an engine that runs on a DLA (NVIDIA/TensorRT#3524). At load time the
-    precision is unknown, so every stage the profile sends to the DLA counts as a DLA engine.
+    TensorRT cannot capture an engine that runs on a DLA (NVIDIA/TensorRT#3524). Loading knows the
+    stage but not the precision it was built at, so every stage the profile sends to the DLA counts
+    as a DLA engine, also an fp32 one that stayed on the GPU; the build records the same answer.
     """
     if not options.cuda_graphs:
         return "cuda_graphs is off in the target profile"
     if not is_static(stage, options):
         return "dynamic shapes: only static stages are captured"
-    if on_dla(stage, options, precision or "fp16"):
+    if on_dla(stage, options):
         return f"placed on DLA core {options.dla_core}: TensorRT cannot capture DLA engines in a CUDA graph"
     return None
