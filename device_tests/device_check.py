@@ -121,6 +121,15 @@ def check(bundle: Path, target: TargetProfile, out: Path, samples: int = 64, rep
     return results
 
 
+def verdict_of(precisions: dict[str, Any], tests: dict[str, Any]) -> str:
+    """FAIL: a parity bound or a device test failed. INCOMPLETE: the device tests did not run (or
+    all skipped: no GPU or no TensorRT here), so the hardware claims stay unchecked. Else PASS."""
+    parity = bool(precisions) and all(r["parity_ok"] for p in precisions.values() for r in p["masks"])
+    if not parity or tests.get("failed", 0):
+        return "FAIL"
+    return "PASS" if tests.get("passed", 0) else "INCOMPLETE"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Device check: {report['verdict']}", "",
              f"Target profile `{report['target']}`; {report['created']}.", ""]
@@ -163,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     target = load_target(args.target)
     precisions = check(args.bundle, target, args.out, args.samples, args.repeats)
     tests = device_test_outcome(args.junit)
-    parity = all(r["parity_ok"] for p in precisions.values() for r in p["masks"])
-    verdict = "PASS" if parity and tests.get("failed", 0) == 0 and precisions else "FAIL"
+    verdict = verdict_of(precisions, tests)
     report = {"verdict": verdict, "target": target.name,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "facts": args.facts.read_text() if args.facts and args.facts.is_file() else "",

@@ -8,7 +8,8 @@
 #   4. device_tests (pytest) on that profile and bundle;
 #   5. every mask at fp32/fp16/int8: parity with ONNX Runtime on the CPU and latency p50/p99,
 #      each engine's CUDA graph / zero copy / DLA placement (device_tests/device_check.py);
-#   6. one report: OUT/device-check.md and OUT/device-check.json, verdict PASS or FAIL (exit 0 / 1).
+#   6. one report: OUT/device-check.md and OUT/device-check.json, verdict PASS (exit 0), FAIL, or
+#      INCOMPLETE when the device tests did not run (no GPU or no TensorRT found: exit 1).
 #
 #   scripts/device_check.sh [BUNDLE] [OUT]        (OUT defaults to runs/device-check)
 #   TARGET=jetson-agx-orin-dla scripts/device_check.sh BUNDLE   # another profile than the detected one

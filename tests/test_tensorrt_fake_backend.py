@@ -14,6 +14,7 @@ import pytest
 
 from edgemoe.core.bundle import MODEL_FORMAT, read_manifest
 from edgemoe.core.mask import all_masks, mask_names
+from edgemoe.core.plan import fused_stage
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import PROFILE_DIR, TargetProfile, load_target
 from edgemoe.export.bundle import write_bundle
@@ -125,10 +126,14 @@ def test_build_load_infer_switch_close(profile: str, precision: str, bundle: Pat
         assert (tmp_path / "timing.cache").is_file()
         for cycle in range(2):  # load -> infer -> close -> load again: nothing left over, nothing freed twice
             runtime = Runtime.load(tmp_path / "engines")
-            graphs = {s: e.describe() for s, e in runtime.bundle.engines.items()}  # type: ignore[attr-defined]
-            for stage, about in graphs.items():
-                planned = manifest["engines"][stage]["cuda_graph"] == "captured at warm-up"
-                assert about["cuda_graph"] == planned, (stage, about)
+            entries = {**manifest["engines"], **{e["stage"]: e for e in manifest["fused"].values()}}
+            engines = {**runtime.bundle.engines, **{fused_stage(m): e for m, e in runtime.bundle.fused.items()}}
+            for stage, engine in engines.items():
+                about = engine.describe()  # type: ignore[attr-defined]
+                assert about["cuda_graph"] == (entries[stage]["cuda_graph"] == "captured at warm-up"), (stage, about)
+            if target.tensorrt.cuda_graphs:  # the fused hot-mask engines replay one graph per mask
+                assert all(e.describe()["cuda_graph"] for e in runtime.bundle.fused.values())  # type: ignore[attr-defined]
+            assert [s.priority for s in device.streams.values() if not s.destroyed] == [-5]  # one high-priority stream
             infer_every_mask(runtime, references[precision], frames)
             switch_masks(runtime, references[precision], frames)
             assert device.launches > 0  # the engines really ran on the fake

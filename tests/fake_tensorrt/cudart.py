@@ -103,6 +103,20 @@ def make_cudart(device: FakeDevice) -> types.ModuleType:
     def cudaStreamCreateWithFlags(flags: int) -> tuple[cudaError_t, FakeStream]:
         return ok, device.new_stream()
 
+    def cudaDeviceGetStreamPriorityRange() -> tuple[cudaError_t, int, int]:
+        return ok, 0, -5  # (least, greatest): lower numbers are higher priorities, as on Ampere
+
+    def cudaStreamCreateWithPriority(flags: int, priority: int) -> tuple[cudaError_t, FakeStream]:
+        stream = device.new_stream()
+        stream.priority = min(0, max(-5, int(priority)))  # CUDA clamps to the range
+        return ok, stream
+
+    def cudaSetDeviceFlags(flags: int) -> tuple[cudaError_t]:
+        if flags not in (0, 1, 2, 4):
+            return (cudaError_t.cudaErrorInvalidValue,)
+        device.schedule = flags
+        return (ok,)
+
     def cudaStreamSynchronize(handle: Any) -> tuple[cudaError_t]:
         stream = device.stream(handle, "cudaStreamSynchronize")
         if stream.capture is not None:  # forbidden while capturing: it also invalidates the capture
@@ -184,6 +198,8 @@ def make_cudart(device: FakeDevice) -> types.ModuleType:
     module.__dict__.update({k: v for k, v in locals().items() if k.startswith("cuda")})
     module.__dict__.update(cudaError_t=cudaError_t, cudaMemcpyKind=cudaMemcpyKind,
                            cudaStreamCaptureMode=cudaStreamCaptureMode, cudaStreamNonBlocking=1,
-                           cudaHostAllocDefault=0, cudaHostAllocMapped=cudaHostAllocMapped)
+                           cudaHostAllocDefault=0, cudaHostAllocMapped=cudaHostAllocMapped,
+                           cudaDeviceScheduleAuto=0, cudaDeviceScheduleSpin=1, cudaDeviceScheduleYield=2,
+                           cudaDeviceScheduleBlockingSync=4)
     return module
 

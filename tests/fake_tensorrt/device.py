@@ -51,6 +51,7 @@ class FakeStream:
     capture: list[Callable[[], None]] | None = None
     capture_invalid: str | None = None
     destroyed: bool = False
+    priority: int = 0
 
     def __int__(self) -> int:
         return self.handle
@@ -81,6 +82,7 @@ class FakeDevice:
         self.execs: list[FakeGraphExec] = []
         self.capture_failure: str | None = None
         self.launches = 0  # engine runs that really executed (graph replays included)
+        self.schedule = 0  # cudaSetDeviceFlags' schedule (0: auto)
         self._next_stream = 0x5000
 
     # memory ----------------------------------------------------------------------------------

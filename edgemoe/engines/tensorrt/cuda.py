@@ -68,11 +68,21 @@ def device_facts(device: int = 0) -> DeviceFacts:
 
 
 class Stream:
-    """One non-blocking stream: TensorRT's enqueue must not use the legacy default stream."""
+    """One non-blocking stream: TensorRT's enqueue must not use the legacy default stream.
 
-    def __init__(self) -> None:
+    ``high_priority``: the greatest priority the device offers, so the engines' kernels are
+    scheduled ahead of other CUDA work in the process (a camera pipeline, a planner).
+    """
+
+    def __init__(self, high_priority: bool = False) -> None:
         rt = _rt()
-        self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+        if high_priority:
+            _, greatest = check(rt.cudaDeviceGetStreamPriorityRange(), "cudaDeviceGetStreamPriorityRange")
+            self._stream = check(rt.cudaStreamCreateWithPriority(rt.cudaStreamNonBlocking, greatest),
+                                 "cudaStreamCreateWithPriority")
+        else:
+            self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+        self.high_priority = high_priority
 
     @property
     def handle(self) -> int:
@@ -89,6 +99,21 @@ class Stream:
         if self._stream is not None:
             check(_rt().cudaStreamDestroy(self._stream), "cudaStreamDestroy")
             self._stream = None
+
+
+SCHEDULES = {"spin": "cudaDeviceScheduleSpin", "yield": "cudaDeviceScheduleYield",
+             "blocking": "cudaDeviceScheduleBlockingSync"}
+
+
+def set_sync(mode: str) -> str | None:
+    """How a host thread waits for the GPU: ``spin`` (lowest latency, burns a core), ``yield``,
+    ``blocking`` (sleeps; least power), ``auto`` (CUDA decides). None when applied, else why not
+    (CUDA refuses once the device is initialised with other flags: the waits stay as they were)."""
+    if mode == "auto":
+        return None
+    rt = _rt()
+    err, *_ = rt.cudaSetDeviceFlags(getattr(rt, SCHEDULES[mode]))
+    return None if err == rt.cudaError_t.cudaSuccess else f"cudaSetDeviceFlags: {getattr(err, 'name', err)}"
 
 
 class DeviceBuffer:

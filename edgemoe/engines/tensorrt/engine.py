@@ -51,7 +51,9 @@ class DeviceSession:
             self.runtime.DLA_core = options.dla_core  # DLA engines run on the core they were built for
         self.facts = cuda.device_facts()
         self.zero_copy = options.zero_copy == "on" or (options.zero_copy == "auto" and self.facts.integrated)
-        self.stream = cuda.Stream()
+        self.sync_refused = cuda.set_sync(options.sync)
+        self.high_priority = options.stream_priority == "high"
+        self.stream = cuda.Stream(self.high_priority)
         self.scratch: cuda.DeviceBuffer | None = None
         self._open: list[TrtEngine] = []
         self._scratch_users: list[TrtEngine] = []
@@ -59,7 +61,7 @@ class DeviceSession:
     def open(self, engine: TrtEngine) -> None:
         """Count ``engine`` as open; the first engine after every earlier one closed gets a fresh stream."""
         if self.stream.raw is None:
-            self.stream = cuda.Stream()
+            self.stream = cuda.Stream(self.high_priority)
         self._open.append(engine)
 
     def share_scratch(self, engine: TrtEngine, size: int) -> None:
@@ -277,7 +279,9 @@ class TrtEngine:
     def describe(self) -> dict[str, Any]:
         return {"backend": "tensorrt", "version": trt.__version__, "static": self.static,
                 "cuda_graph": self._graph is not None, "cuda_graph_skipped": self.graph_skipped,
-                "zero_copy": self._session.zero_copy}
+                "zero_copy": self._session.zero_copy, "stream_priority": self._options.stream_priority,
+                "sync": self._options.sync if self._session.sync_refused is None
+                else f"{self._options.sync} refused ({self._session.sync_refused})"}
 
 
 def _front(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
