@@ -27,33 +27,7 @@ mkdir -p "$(dirname "$OUT")"
 section() { printf '\n== %s\n' "$1"; }
 {
   section "device"
-  if [ -f /etc/nv_tegra_release ]; then
-    echo "module: $(tr -d '\0' < /proc/device-tree/model 2>/dev/null || echo 'unknown')"
-    echo "L4T: $(head -n1 /etc/nv_tegra_release)"
-    echo "JetPack: $(dpkg-query -W -f='${Version}' nvidia-jetpack 2>/dev/null || echo 'nvidia-jetpack package not found')"
-    echo "power mode: $(nvpmodel -q 2>/dev/null | tr '\n' ' ' || echo 'nvpmodel unavailable')"
-    if command -v jetson_clocks >/dev/null 2>&1; then
-      echo "jetson_clocks: $(sudo -n jetson_clocks --show 2>/dev/null | grep -m1 -i 'cpu\|gpu' || echo 'needs sudo to query')"
-    fi
-  else
-    nvidia-smi --query-gpu=name,driver_version,compute_cap,power.limit,clocks.max.sm --format=csv 2>/dev/null \
-      || echo "nvidia-smi unavailable"
-  fi
-  "$PY" - <<'PYEOF'
-from edgemoe.engines.tensorrt.detect import probe_device
-probe = probe_device()
-print("probe:", probe.facts or probe.reason)
-try:
-    import tensorrt
-    print("TensorRT:", getattr(tensorrt, "__version__", "not TensorRT (no __version__)"))
-except ImportError as exc:
-    print("TensorRT: not installed", exc)
-try:
-    from cuda.bindings import runtime as rt
-    print("CUDA runtime:", rt.cudaRuntimeGetVersion()[1], "driver:", rt.cudaDriverGetVersion()[1])
-except ImportError as exc:
-    print("cuda-python: not installed", exc)
-PYEOF
+  bash scripts/device_facts.sh
 } | tee "$REPORT.versions"
 
 section "build $BUNDLE -> $OUT (target $TARGET)"

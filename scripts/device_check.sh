@@ -25,33 +25,7 @@ FACTS="$OUT/device-facts.txt"
 section() { printf '\n== %s\n' "$1"; }
 
 section "device"
-{
-  echo "module: $(tr -d '\0' < /proc/device-tree/model 2>/dev/null || echo 'not a Jetson')"
-  if [ -f /etc/nv_tegra_release ]; then
-    echo "L4T: $(head -n1 /etc/nv_tegra_release)"
-    echo "JetPack: $(dpkg-query -W -f='${Version}' nvidia-jetpack 2>/dev/null || echo 'nvidia-jetpack package not found')"
-    echo "power mode: $(nvpmodel -q 2>/dev/null | tr '\n' ' ' || echo 'nvpmodel unavailable')"
-    echo "jetson_clocks: $(sudo -n jetson_clocks --show 2>/dev/null | grep -m1 -i 'gpu' || echo 'needs sudo to query')"
-  else
-    nvidia-smi --query-gpu=name,driver_version,compute_cap,power.limit,clocks.max.sm --format=csv 2>/dev/null \
-      || echo "nvidia-smi unavailable"
-  fi
-  "$PY" - <<'PYEOF'
-from edgemoe.engines.tensorrt.detect import probe_device
-probe = probe_device()
-print("probe:", probe.facts or probe.reason)
-try:
-    import tensorrt
-    print("TensorRT:", getattr(tensorrt, "__version__", "not TensorRT (no __version__)"))
-except ImportError as exc:
-    print("TensorRT: not installed", exc)
-try:
-    from cuda.bindings import runtime as rt
-    print("CUDA runtime:", rt.cudaRuntimeGetVersion()[1], "driver:", rt.cudaDriverGetVersion()[1])
-except ImportError as exc:
-    print("cuda-python: not installed", exc)
-PYEOF
-} | tee "$FACTS"
+bash scripts/device_facts.sh | tee "$FACTS"
 
 if [ -z "${TARGET:-}" ]; then
   TARGET=$("$PY" -c 'import sys; from edgemoe.engines.tensorrt.detect import print_profile; sys.exit(print_profile())') \
@@ -69,8 +43,7 @@ if [ -z "$BUNDLE" ]; then
 fi
 
 section "build $BUNDLE for $TARGET"
-"$PY" -m edgemoe.cli build "$BUNDLE" --target "$TARGET" --out "$OUT/engines" --force
-"$PY" -m edgemoe.engines.tensorrt.report "$OUT/engines" "$OUT/build-report.md" >/dev/null
+PYTHON="$PY" bash scripts/build_engines_on_device.sh "$BUNDLE" "$TARGET" "$OUT/engines"
 
 section "device_tests"
 set +e
@@ -79,6 +52,6 @@ EDGEMOE_DEVICE_TARGET="$TARGET" EDGEMOE_DEVICE_BUNDLE="$BUNDLE" EDGEMOE_DEVICE_R
 set -e
 
 section "every mask at fp32/fp16/int8: parity and latency"
-cat "$OUT/build-report.md" >> "$FACTS"
+cat "$OUT/engines.build-report.md" >> "$FACTS"
 "$PY" device_tests/device_check.py --bundle "$BUNDLE" --target "$TARGET" --out "$OUT" \
   --junit "$OUT/device_tests.xml" --facts "$FACTS"
