@@ -134,6 +134,7 @@ def test_build_load_infer_switch_close(profile: str, precision: str, bundle: Pat
             if target.tensorrt.cuda_graphs:  # the fused hot-mask engines replay one graph per mask
                 assert all(e.describe()["cuda_graph"] for e in runtime.bundle.fused.values())  # type: ignore[attr-defined]
             assert [s.priority for s in device.streams.values() if not s.destroyed] == [-5]  # one high-priority stream
+            assert device.schedule == {"auto": 0, "spin": 1, "yield": 2, "blocking": 4}[target.tensorrt.sync]
             infer_every_mask(runtime, references[precision], frames)
             switch_masks(runtime, references[precision], frames)
             assert device.launches > 0  # the engines really ran on the fake

@@ -45,13 +45,13 @@ class DeviceSession:
     """
 
     def __init__(self, options: TrtOptions) -> None:
+        self.sync_refused = cuda.set_sync(options.sync)  # before TensorRT initialises the device, if it can
         self.logger = CapturingLogger()
         self.runtime = trt.Runtime(self.logger)
         if options.dla_core is not None and self.runtime.num_DLA_cores > options.dla_core:
             self.runtime.DLA_core = options.dla_core  # DLA engines run on the core they were built for
         self.facts = cuda.device_facts()
         self.zero_copy = options.zero_copy == "on" or (options.zero_copy == "auto" and self.facts.integrated)
-        self.sync_refused = cuda.set_sync(options.sync)
         self.high_priority = options.stream_priority == "high"
         self.stream = cuda.Stream(self.high_priority)
         self.scratch: cuda.DeviceBuffer | None = None
