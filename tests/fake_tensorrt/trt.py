@@ -8,7 +8,7 @@ What the real API refuses, this one refuses the same way: a build returns None w
 the log, ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3`` return False; what
 real hardware would answer with corruption raises :class:`ContractViolation`.
 
-Rules enforced (each has a test in tests/test_tensorrt_fake.py):
+Rules enforced (tests/test_tensorrt_fake.py shows the main ones failing on a misuse):
 strongly typed networks reject precision flags; every input's profile entry matches the ONNX
 graph's name, rank and static dims with min <= opt <= max; input shapes stay inside the profile;
 every I/O tensor has an address before ``execute_async_v3``; a user-managed context has device

@@ -104,6 +104,7 @@ class TrtEngine:
         self._session = session
         self._options = options
         self._max_dims = dict(max_dims)
+        self._limits = {spec.name: spec.max_shape(self._max_dims) for spec in self.inputs}
         self._graph: cuda.Graph | None = None
         self.graph_skipped: str | None = graph_refusal(name, options)  # None: captured at warm-up
         self._closed = False
@@ -192,10 +193,9 @@ class TrtEngine:
 
     def input(self, name: str, shape: Sequence[int]) -> np.ndarray:
         shape = tuple(shape)
-        spec = next((s for s in self.inputs if s.name == name), None)
-        if spec is None:
-            raise EngineError(f"stage '{self.name}': no input '{name}' (inputs: {[s.name for s in self.inputs]})")
-        limit = spec.max_shape(self._max_dims)
+        limit = self._limits.get(name)
+        if limit is None:
+            raise EngineError(f"stage '{self.name}': no input '{name}' (inputs: {list(self._limits)})")
         if len(shape) != len(limit) or any(a > b for a, b in zip(shape, limit)):
             raise EngineError(f"stage '{self.name}' input '{name}': shape {list(shape)} exceeds the "
                               f"profile maximum {list(limit)}")
