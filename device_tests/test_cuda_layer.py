@@ -63,9 +63,10 @@ def test_a_captured_graph_replays_the_copies(gpu: Probe) -> None:
     dst = cuda.HostBuffer((256,), "float32", mapped=False, what="dst")
     dev = cuda.DeviceBuffer(src.nbytes, "dev")
 
-    def enqueue() -> None:
+    def enqueue() -> bool:
         cuda.copy_to_device(dev.ptr, src.ptr, src.nbytes, stream)
         cuda.copy_to_host(dst.ptr, dev.ptr, src.nbytes, stream)
+        return True
 
     graph = cuda.Graph(stream, enqueue)
     for value in (3.0, 7.0):  # the graph reads the host buffer at replay time

@@ -241,3 +241,22 @@ def test_fused_engines_give_the_staged_answer_on_tensorrt(fused_bundle: Path, de
             assert got.engines == (f"fused[{mask}]",)
             np.testing.assert_allclose(got.probs, want.probs, atol=TOLERANCE["fp32"][0], err_msg=f"mask {mask}")
     runtime.close()
+
+
+def test_every_engine_replays_its_planned_graph_or_says_why_not(built: tuple[str, Path, dict[str, Any]]) -> None:
+    """On hardware: each engine the build planned a CUDA graph for captured one (a refused capture
+    falls back and names the reason; that is reported here, and fails: it costs latency); the
+    environment names the module and SM count that the engines are tied to."""
+    _, out, manifest = built
+    assert "sm_count" in manifest["environment"] and "module" in manifest["environment"]
+    runtime = Runtime.load(out)
+    entries = {**manifest["engines"], **{e["stage"]: e for e in manifest["fused"].values()}}
+    engines = {**runtime.bundle.engines, **{f"fused[{m}]": e for m, e in runtime.bundle.fused.items()}}
+    refused = {}
+    for stage, engine in engines.items():
+        about = engine.describe()  # type: ignore[attr-defined]
+        print(f"{stage}: graph {about['cuda_graph']} ({about['cuda_graph_skipped']}), sync {about['sync']}")
+        if entries[stage]["cuda_graph"] == "captured at warm-up" and not about["cuda_graph"]:
+            refused[stage] = about["cuda_graph_skipped"]
+    runtime.close()
+    assert not refused, f"planned CUDA graphs TensorRT refused to capture: {refused}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemoe.core.errors import EngineError
+from edgemoe.core.errors import ConfigError, EngineError
 from edgemoe.engines.backend import BACKENDS, get_backend
 from edgemoe.engines.target import load_target
 from edgemoe.engines.tensorrt import detect
@@ -99,3 +99,23 @@ def test_the_timing_cache_lives_beside_the_bundle_and_survives_rebuilds(tmp_path
     no_cache = load_target("x86-gpu").model_copy(
         update={"tensorrt": load_target("x86-gpu").tensorrt.model_copy(update={"timing_cache": None})})
     assert timing_cache_path(staged, no_cache) is None
+
+
+@pytest.mark.parametrize(("model", "profile"), [
+    ("NVIDIA Jetson AGX Orin Developer Kit", "jetson-agx-orin"),
+    ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super", "jetson-orin-nano"),
+    ("NVIDIA Jetson AGX Thor Developer Kit", "jetson-thor"),
+])
+def test_the_module_picks_its_profile(model: str, profile: str, tmp_path: Path) -> None:
+    (tmp_path / "model").write_bytes(model.encode() + b"\x00")
+    assert detect.jetson_module(tmp_path / "model") == model
+    assert detect.profile_for_module(model, tegra=True) == profile
+
+
+def test_an_unknown_module_is_refused_not_guessed() -> None:
+    with pytest.raises(ConfigError, match="no target profile for the module 'NVIDIA Jetson Orin NX"):
+        detect.profile_for_module("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", tegra=True)
+    with pytest.raises(ConfigError, match="unreadable"):
+        detect.profile_for_module(None, tegra=True)
+    assert detect.profile_for_module(None, tegra=False) == "x86-gpu"
+    assert detect.jetson_module(Path("/nonexistent/model")) is None

@@ -12,7 +12,8 @@ from edgemoe.engines.tensorrt.manifest import (
     environment_mismatches, jetpack_for, numpy_dtype_name, parse_l4t_release, parser_errors,
 )
 
-ORIN = {"tensorrt": "10.3.0.30", "compute_capability": "8.7", "gpu": "Orin", "cuda_runtime": "12.6"}
+ORIN = {"tensorrt": "10.3.0.30", "compute_capability": "8.7", "gpu": "Orin", "cuda_runtime": "12.6",
+        "sm_count": 16, "module": "NVIDIA Jetson AGX Orin Developer Kit"}
 
 
 def test_the_same_device_passes() -> None:
@@ -96,3 +97,15 @@ def test_parser_errors_name_the_node() -> None:
 ])
 def test_failed_builds_get_a_hint(log: list[str], hint: str) -> None:
     assert hint in build_failure_hint(log)
+
+
+def test_another_orin_module_is_refused() -> None:
+    """Every Orin module reports GPU 'Orin' at SM 8.7: the SM count and the module tell them apart."""
+    nano = dict(ORIN, sm_count=8, module="NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super")
+    assert environment_mismatches(ORIN, nano) == [
+        "sm_count: built with 16, this device has 8",
+        f"module: built with {ORIN['module']}, this device has {nano['module']}",
+    ]
+    x86 = {"tensorrt": "10.13.0.35", "compute_capability": "8.6", "gpu": "NVIDIA RTX A4000", "sm_count": 48,
+           "module": None}
+    assert environment_mismatches(x86, dict(x86)) == []  # no module off Jetson, on both sides

@@ -19,7 +19,7 @@ TOKENS = (TensorSpec("tokens", ("tokens", 32)),)
 FRAME = (TensorSpec("frame", ("batch", 3, 16, 16)),)
 
 
-@pytest.mark.parametrize("name", ["jetson-orin-nano", "jetson-agx-orin", "jetson-thor", "x86-gpu"])
+@pytest.mark.parametrize("name", ["jetson-orin-nano", "jetson-agx-orin", "jetson-agx-orin-dla", "jetson-thor", "x86-gpu"])
 def test_device_profiles_load_and_use_tensorrt(name: str) -> None:
     target = load_target(name)
     assert target.backend == "tensorrt" and target.precision == "auto"
@@ -28,9 +28,11 @@ def test_device_profiles_load_and_use_tensorrt(name: str) -> None:
     assert 1 <= target.tensorrt.opt.get("batch", 1) <= target.max_batch
 
 
-def test_only_the_agx_orin_profile_uses_a_dla() -> None:
-    assert load_target("jetson-agx-orin").tensorrt.dla_core == 0
-    for name in ("jetson-orin-nano", "jetson-thor", "x86-gpu"):
+def test_only_the_opt_in_dla_profile_uses_a_dla() -> None:
+    """The DLA is off the latency path: GELU/LayerNorm encoders would mostly fall back to the GPU."""
+    dla = load_target("jetson-agx-orin-dla").tensorrt
+    assert dla.dla_core == 0 and dla.gpu_fallback and dla.dla_stages == ("encoder*",)
+    for name in ("jetson-orin-nano", "jetson-agx-orin", "jetson-thor", "x86-gpu"):
         assert load_target(name).tensorrt.dla_core is None
 
 

@@ -46,6 +46,8 @@ class TrtOptions(StrictModel):
     cuda_graphs: bool = False  # capture static stages into CUDA graphs at warm-up
     share_scratch: bool = True  # one scratch allocation for all engines (they never run concurrently)
     zero_copy: Literal["auto", "on", "off"] = "auto"  # mapped pinned memory on integrated GPUs (Jetson)
+    stream_priority: Literal["high", "default"] = "high"  # the engines' stream outranks the process's other CUDA work
+    sync: Literal["auto", "spin", "yield", "blocking"] = "auto"  # how the host waits for the GPU (cudaSetDeviceFlags)
 
 
 class TargetProfile(StrictModel):

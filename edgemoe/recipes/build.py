@@ -85,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
 
 def stage_warnings(manifest: dict[str, Any]) -> list[str]:
     """What the build could not give as asked: missing providers, layers that left the DLA."""
+    from edgemoe.engines.tensorrt.report import dla_summary
+
     lines = []
     for stage, entry in manifest["engines"].items():
         if entry.get("providers_missing"):
             lines.append(f"{stage} runs on {entry['providers']}: onnxruntime lacks {entry['providers_missing']} "
                          "(install onnxruntime-gpu, or set 'require_providers: true' to refuse)")
-        if entry.get("dla"):
-            dla = entry["dla"]
-            lines.append(f"{stage}: {len(dla['dla_layers'])} layer group(s) on DLA, {dla['gpu_layers']} on GPU, "
-                         f"fell back to GPU: {dla['fell_back_to_gpu'] or 'none'}")
+        if entry.get("dla"):  # a stage the profile sends to the DLA: where it really landed, or why not
+            lines.append(f"{stage}: DLA placement: {dla_summary(entry)}")
     return lines

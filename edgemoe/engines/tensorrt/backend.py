@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.engines.backend import register
 from edgemoe.engines.target import TargetProfile
-from edgemoe.engines.tensorrt.detect import load_cudart, load_tensorrt
+from edgemoe.engines.tensorrt.detect import jetson_module, load_cudart, load_tensorrt
 from edgemoe.engines.tensorrt.manifest import (
     L4T_RELEASE, check_environment, cuda_version_string, jetpack_for, parse_l4t_release,
 )
@@ -44,6 +44,8 @@ def current_environment() -> dict[str, Any]:
         "compute_capability": facts.compute_capability,
         "integrated_gpu": facts.integrated,
         "gpu_memory_bytes": facts.total_memory,
+        "sm_count": facts.multiprocessor_count,
+        "module": jetson_module(),
         "l4t": l4t,
         "jetpack": jetpack_for(l4t),
     }

@@ -24,7 +24,7 @@ from edgemoe.engines.tensorrt.detect import version_tuple
 from edgemoe.engines.tensorrt.log import CapturingLogger
 from edgemoe.engines.tensorrt.manifest import build_failure_hint, dla_placement, numpy_dtype_name, parser_errors
 from edgemoe.engines.tensorrt.profiles import (
-    ShapeRange, dla_flags, dla_skipped, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
+    ShapeRange, dla_flags, dla_skipped, graph_refusal, is_static, on_dla, precision_flags, shape_ranges, uses_strong_typing,
 )
 
 
@@ -79,23 +79,34 @@ def configure(builder: trt.Builder, stage: str, precision: str, ranges: Mapping[
         names += dla_flags(stage, options, precision)
     for name in names:
         config.set_flag(_flag(name))
+    if precision == "fp32":  # TF32 is on by default; an fp32 engine must compute what ONNX Runtime fp32 does
+        config.clear_flag(trt.BuilderFlag.TF32)
     return config, names
 
 
 def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> bool:
-    """Load the device's timing cache if there is one; True when an existing cache was reused."""
+    """Load the device's timing cache if there is one; True when an existing cache was reused.
+
+    ``create_timing_cache`` answers None for bytes it cannot read, and ``set_timing_cache`` False
+    for a cache from another TensorRT version or GPU: either way the build starts a fresh cache
+    rather than fail (or run without one).
+    """
     data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if config.set_timing_cache(cache, False):
-        return bool(data)
-    # a cache from another TensorRT version or GPU: start a fresh one rather than fail the build
-    config.set_timing_cache(config.create_timing_cache(b""), False)
+    cache = config.create_timing_cache(data) if data else None
+    if cache is not None and config.set_timing_cache(cache, False):
+        return True
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise EngineError("TensorRT could not create an empty timing cache; set 'tensorrt.timing_cache: null'")
     return False
 
 
 def save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+    tmp.write_bytes(bytes(memoryview(cache.serialize())))
     os.replace(tmp, path)
 
 
@@ -113,7 +124,7 @@ def build_engine(stage: str, source: Path, precision: str, inputs: Sequence[Tens
     parse_onnx(stage, source, network, logger)
     ranges = shape_ranges(stage, inputs, max_dims, options)
     config, flag_names = configure(builder, stage, precision, ranges, options, strongly_typed)
-    reused = attach_timing_cache(config, timing_cache)
+    reused = attach_timing_cache(config, timing_cache) if timing_cache is not None else False
     started = time.perf_counter()
     blob = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - started
@@ -130,11 +141,14 @@ def build_engine(stage: str, source: Path, precision: str, inputs: Sequence[Tens
         "strongly_typed": strongly_typed,
         "builder_flags": flag_names,
         "static": is_static(stage, options),
+        "tf32": precision != "fp32",
+        # whether warm-up captures a CUDA graph of this engine, or why not
+        "cuda_graph": graph_refusal(stage, options) or "captured at warm-up",
         "profiles": {name: r.to_dict() for name, r in ranges.items()},
         "build_seconds": round(seconds, 3),
         "engine_bytes": len(data),
         "timing_cache": {"file": str(timing_cache) if timing_cache else None, "reused": reused},
-        **describe_engine(data, logger, dla=on_dla(stage, options, precision)),
+        **describe_engine(data, logger, options.dla_core if on_dla(stage, options, precision) else None),
         **({"dla": {"skipped": skipped}} if (skipped := dla_skipped(stage, options, precision)) else {}),
     }
 
@@ -143,9 +157,11 @@ def dims_list(dims: trt.Dims) -> list[int]:
     return [int(dims[i]) for i in range(len(dims))]
 
 
-def describe_engine(data: bytes, logger: CapturingLogger, dla: bool) -> dict[str, Any]:
+def describe_engine(data: bytes, logger: CapturingLogger, dla_core: int | None) -> dict[str, Any]:
     """I/O, scratch size and (for DLA builds) layer placement, read back from the built engine."""
     runtime = trt.Runtime(logger)
+    if dla_core is not None:  # a DLA engine deserialises only on a runtime told its DLA core
+        runtime.DLA_core = dla_core
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise EngineError("TensorRT could not read back the engine it just built: " + " | ".join(logger.tail(5)))
@@ -157,7 +173,7 @@ def describe_engine(data: bytes, logger: CapturingLogger, dla: bool) -> dict[str
                    "shape": dims_list(engine.get_tensor_shape(name))})
     memory = engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size
     fields: dict[str, Any] = {"io": io, "device_memory_size": int(memory)}
-    if dla:
+    if dla_core is not None:
         inspector = engine.create_engine_inspector()
         fields["dla"] = dla_placement(inspector.get_engine_information(trt.LayerInformationFormat.JSON), logger.lines)
     return fields

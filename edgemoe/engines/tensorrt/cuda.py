@@ -47,6 +47,7 @@ class DeviceFacts:
     compute_capability: str
     integrated: bool
     total_memory: int
+    multiprocessor_count: int
     runtime_version: int
     driver_version: int
 
@@ -60,17 +61,28 @@ def device_facts(device: int = 0) -> DeviceFacts:
         compute_capability=f"{prop.major}.{prop.minor}",
         integrated=bool(prop.integrated),
         total_memory=int(prop.totalGlobalMem),
+        multiprocessor_count=int(prop.multiProcessorCount),
         runtime_version=int(check(rt.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")),
         driver_version=int(check(rt.cudaDriverGetVersion(), "cudaDriverGetVersion")),
     )
 
 
 class Stream:
-    """One non-blocking stream: TensorRT's enqueue must not use the legacy default stream."""
+    """One non-blocking stream: TensorRT's enqueue must not use the legacy default stream.
 
-    def __init__(self) -> None:
+    ``high_priority``: the greatest priority the device offers, so the engines' kernels are
+    scheduled ahead of other CUDA work in the process (a camera pipeline, a planner).
+    """
+
+    def __init__(self, high_priority: bool = False) -> None:
         rt = _rt()
-        self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+        if high_priority:
+            _, greatest = check(rt.cudaDeviceGetStreamPriorityRange(), "cudaDeviceGetStreamPriorityRange")
+            self._stream = check(rt.cudaStreamCreateWithPriority(rt.cudaStreamNonBlocking, greatest),
+                                 "cudaStreamCreateWithPriority")
+        else:
+            self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+        self.high_priority = high_priority
 
     @property
     def handle(self) -> int:
@@ -87,6 +99,21 @@ class Stream:
         if self._stream is not None:
             check(_rt().cudaStreamDestroy(self._stream), "cudaStreamDestroy")
             self._stream = None
+
+
+SCHEDULES = {"spin": "cudaDeviceScheduleSpin", "yield": "cudaDeviceScheduleYield",
+             "blocking": "cudaDeviceScheduleBlockingSync"}
+
+
+def set_sync(mode: str) -> str | None:
+    """How a host thread waits for the GPU: ``spin`` (lowest latency, burns a core), ``yield``,
+    ``blocking`` (sleeps; least power), ``auto`` (CUDA decides). None when applied, else why not
+    (CUDA refuses once the device is initialised with other flags: the waits stay as they were)."""
+    if mode == "auto":
+        return None
+    rt = _rt()
+    err, *_ = rt.cudaSetDeviceFlags(getattr(rt, SCHEDULES[mode]))
+    return None if err == rt.cudaError_t.cudaSuccess else f"cudaSetDeviceFlags: {getattr(err, 'name', err)}"
 
 
 class DeviceBuffer:
@@ -135,24 +162,45 @@ def copy_to_host(dst: int, src: int, nbytes: int, stream: Stream) -> None:
           "cudaMemcpyAsync device->host")
 
 
+class GraphCaptureError(EngineError):
+    """CUDA or TensorRT refused a capture; the engine runs without a graph (never fatal)."""
+
+
 class Graph:
     """A CUDA graph captured from whatever ``enqueue`` puts on ``stream``, replayed by ``launch``.
 
     A graph is tied to the kernel arguments it was captured with: the tensor shapes and every
     device address (I/O buffers, scratch memory). Re-capture after any of them change.
+
+    ``enqueue`` returns False when it could not enqueue (TensorRT's ``execute_async_v3`` does so
+    when the engine holds work that cannot be captured). The capture is always ended, so the
+    stream is usable afterwards, and any failure raises :class:`GraphCaptureError`.
     """
 
-    def __init__(self, stream: Stream, enqueue: Callable[[], None]) -> None:
+    def __init__(self, stream: Stream, enqueue: Callable[[], bool]) -> None:
         rt = _rt()
         self._stream = stream
+        self._exec: Any = None
         check(rt.cudaStreamBeginCapture(stream.raw, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture")
+        enqueued = False
         try:
-            enqueue()
+            enqueued = enqueue()
         finally:
-            graph = check(rt.cudaStreamEndCapture(stream.raw), "cudaStreamEndCapture")
+            err, graph = rt.cudaStreamEndCapture(stream.raw)  # always end: a capturing stream runs nothing
+            captured = err == rt.cudaError_t.cudaSuccess
+            if captured and not enqueued and graph is not None:
+                rt.cudaGraphDestroy(graph)
+        if not captured:
+            raise GraphCaptureError(f"cudaStreamEndCapture: {getattr(err, 'name', err)}")
+        if not enqueued:
+            raise GraphCaptureError("the engine could not be enqueued while the stream was capturing")
         self._graph = graph
-        self._exec = check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        err, exec_ = rt.cudaGraphInstantiate(graph, 0)
+        if err != rt.cudaError_t.cudaSuccess:
+            rt.cudaGraphDestroy(graph)
+            raise GraphCaptureError(f"cudaGraphInstantiate: {getattr(err, 'name', err)}")
+        self._exec = exec_
 
     def launch(self) -> None:
         check(_rt().cudaGraphLaunch(self._exec, self._stream.raw), "cudaGraphLaunch")

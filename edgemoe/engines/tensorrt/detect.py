@@ -14,10 +14,11 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edgemoe.core.errors import EngineError
+from edgemoe.core.errors import ConfigError, EngineError
 
 INSTALL_HINT = ("install TensorRT's Python bindings (JetPack ships them as python3-libnvinfer; on x86 "
                 "'pip install tensorrt' from NVIDIA's index) and cuda-python ('pip install cuda-python')")
@@ -131,3 +132,44 @@ def parse_probe(returncode: int, stdout: str, stderr: str) -> Probe:
     except json.JSONDecodeError:
         return Probe(False, False, {}, f"the device probe printed no result: {lines[-1][:200]}")
     return Probe(bool(data["gpu"]), bool(data["tensorrt"]), dict(data["facts"]), str(data["reason"]))
+
+
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+# Substrings of the device-tree model -> target profile. Checked in order: "AGX Orin" before "Orin".
+MODULE_PROFILES = (("AGX Orin", "jetson-agx-orin"), ("Orin Nano", "jetson-orin-nano"), ("Thor", "jetson-thor"))
+
+
+def jetson_module(model_file: Path = DEVICE_TREE_MODEL) -> str | None:
+    """The Jetson module's name (``NVIDIA Jetson AGX Orin Developer Kit``), or None off Jetson."""
+    try:
+        return model_file.read_bytes().decode(errors="replace").split("\x00")[0].strip() or None
+    except OSError:
+        return None
+
+
+def profile_for_module(module: str | None, tegra: bool) -> str:
+    """The target profile for this machine, refusing to guess: an Orin NX (or any module without a
+    profile) must be named explicitly, since a profile sized for another module builds engines
+    that do not fit it (memory) or miss its DLA cores."""
+    if module is None:
+        if tegra:
+            raise ConfigError(f"this is a Jetson ({TEGRA_RELEASE} exists) but {DEVICE_TREE_MODEL} is unreadable; "
+                              "name the target profile explicitly")
+        return "x86-gpu"
+    for part, profile in MODULE_PROFILES:
+        if part.lower() in module.lower():
+            return profile
+    raise ConfigError(f"no target profile for the module '{module}' (known: "
+                      f"{', '.join(p for _, p in MODULE_PROFILES)}); name one explicitly or add engines/<name>.yaml")
+
+
+def print_profile() -> int:
+    """Print this machine's target profile (exit 0) or why there is none (exit 2), for the scripts."""
+    try:
+        print(profile_for_module(jetson_module(), TEGRA_RELEASE.is_file()))
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
+    return 0
+

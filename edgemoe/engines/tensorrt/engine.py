@@ -15,6 +15,7 @@ padded shape) may be captured once into a CUDA graph and replayed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,45 +30,60 @@ from edgemoe.engines.tensorrt.builder import trt_major
 from edgemoe.engines.tensorrt.detect import version_tuple
 from edgemoe.engines.tensorrt.log import CapturingLogger
 from edgemoe.engines.tensorrt.manifest import REBUILD, check_io, numpy_dtype_name
+from edgemoe.engines.tensorrt.profiles import graph_refusal
+
+log = logging.getLogger(__name__)
 
 
 class DeviceSession:
-    """What the engines of one bundle share: runtime, stream, scratch memory."""
+    """What the engines of one bundle share: runtime, stream, scratch memory.
+
+    The session counts every open engine, whether or not it uses the shared scratch
+    (``share_scratch: false`` gives each context memory of its own, owned by TensorRT): the stream
+    and the scratch are freed only when the last open engine closes, and a later load opens them
+    again.
+    """
 
     def __init__(self, options: TrtOptions) -> None:
+        self.sync_refused = cuda.set_sync(options.sync)  # before TensorRT initialises the device, if it can
         self.logger = CapturingLogger()
         self.runtime = trt.Runtime(self.logger)
         if options.dla_core is not None and self.runtime.num_DLA_cores > options.dla_core:
             self.runtime.DLA_core = options.dla_core  # DLA engines run on the core they were built for
         self.facts = cuda.device_facts()
         self.zero_copy = options.zero_copy == "on" or (options.zero_copy == "auto" and self.facts.integrated)
-        self.stream = cuda.Stream()
+        self.high_priority = options.stream_priority == "high"
+        self.stream = cuda.Stream(self.high_priority)
         self.scratch: cuda.DeviceBuffer | None = None
-        self._users: list[TrtEngine] = []
+        self._open: list[TrtEngine] = []
+        self._scratch_users: list[TrtEngine] = []
+
+    def open(self, engine: TrtEngine) -> None:
+        """Count ``engine`` as open; the first engine after every earlier one closed gets a fresh stream."""
+        if self.stream.raw is None:
+            self.stream = cuda.Stream(self.high_priority)
+        self._open.append(engine)
 
     def share_scratch(self, engine: TrtEngine, size: int) -> None:
         """Give ``engine`` the shared scratch, growing it (and re-pointing every user) if needed."""
-        self._users.append(engine)
+        self._scratch_users.append(engine)
         if self.scratch is None or self.scratch.nbytes < size:
             self.stream.synchronize()
             if self.scratch is not None:
                 self.scratch.close()
             self.scratch = cuda.DeviceBuffer(size, "shared TensorRT scratch memory")
-            for user in self._users:
+            for user in self._scratch_users:
                 user.use_scratch(self.scratch.ptr, self.scratch.nbytes)
         else:
             engine.use_scratch(self.scratch.ptr, self.scratch.nbytes)
 
-    def open(self) -> None:
-        """Engines loaded after every earlier one was closed get a fresh stream."""
-        if self.stream.raw is None:
-            self.stream = cuda.Stream()
-
     def release(self, engine: TrtEngine) -> None:
-        """The last engine to close frees the scratch memory and the stream."""
-        if engine in self._users:
-            self._users.remove(engine)
-        if not self._users and self.stream.raw is not None:
+        """The last open engine to close frees the scratch memory and the stream."""
+        if engine in self._scratch_users:
+            self._scratch_users.remove(engine)
+        if engine in self._open:
+            self._open.remove(engine)
+        if not self._open and self.stream.raw is not None:
             self.stream.synchronize()
             if self.scratch is not None:
                 self.scratch.close()
@@ -88,8 +104,15 @@ class TrtEngine:
         self._session = session
         self._options = options
         self._max_dims = dict(max_dims)
+        self._limits = {spec.name: spec.max_shape(self._max_dims) for spec in self.inputs}
         self._graph: cuda.Graph | None = None
-        session.open()
+        self.graph_skipped: str | None = graph_refusal(name, options)  # None: captured at warm-up
+        self._closed = False
+        self._host: dict[str, cuda.HostBuffer] = {}
+        self._device: dict[str, cuda.DeviceBuffer] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._set: dict[str, tuple[int, ...]] = {}
+        self._ready: dict[str, np.ndarray] = {}
         engine = session.runtime.deserialize_cuda_engine(blob)
         if engine is None:
             raise EngineError(f"engine '{name}': TensorRT {trt.__version__} could not deserialise it (built by "
@@ -98,17 +121,17 @@ class TrtEngine:
         self.engine = engine
         check_io(name, self._engine_io(), {s.name: ("input", s.dtype) for s in self.inputs}
                  | {s.name: ("output", s.dtype) for s in self.outputs})
-        self.context = self._create_context()
-        self._host: dict[str, cuda.HostBuffer] = {}
-        self._device: dict[str, cuda.DeviceBuffer] = {}
-        for spec in self.inputs + self.outputs:
-            self._allocate(spec)
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        self._set: dict[str, tuple[int, ...]] = {}
-        self._ready: dict[str, np.ndarray] = {}
-        if static:  # one shape for ever: set it now
-            for spec in self.inputs:
-                self._set_shape(spec.name, spec.max_shape(self._max_dims))
+        session.open(self)
+        try:
+            self.context = self._create_context()
+            for spec in self.inputs + self.outputs:
+                self._allocate(spec)
+            if static:  # one shape for ever: set it now
+                for spec in self.inputs:
+                    self._set_shape(spec.name, spec.max_shape(self._max_dims))
+        except BaseException:
+            self.close()  # what was allocated so far, and the session's share of it
+            raise
 
     def _engine_io(self) -> dict[str, tuple[str, str]]:
         io = {}
@@ -170,6 +193,12 @@ class TrtEngine:
 
     def input(self, name: str, shape: Sequence[int]) -> np.ndarray:
         shape = tuple(shape)
+        limit = self._limits.get(name)
+        if limit is None:
+            raise EngineError(f"stage '{self.name}': no input '{name}' (inputs: {list(self._limits)})")
+        if len(shape) != len(limit) or any(a > b for a, b in zip(shape, limit)):
+            raise EngineError(f"stage '{self.name}' input '{name}': shape {list(shape)} exceeds the "
+                              f"profile maximum {list(limit)}")
         self._shapes[name] = shape
         return _front(self._host[name].array, shape)
 
@@ -178,10 +207,6 @@ class TrtEngine:
         stream = self._session.stream
         for spec in self.inputs:
             shape = self._shapes[spec.name]
-            limit = spec.max_shape(self._max_dims)
-            if any(a > b for a, b in zip(shape, limit)):
-                raise EngineError(f"stage '{self.name}' input '{spec.name}': shape {list(shape)} exceeds the "
-                                  f"profile maximum {list(limit)}")
             if not self.static:
                 self._set_shape(spec.name, shape)
             if spec.name in self._device:
@@ -215,26 +240,31 @@ class TrtEngine:
                 self.input(name, shape)[...] = 0
             self.launch()
             self.wait()
-        if self.static and self._options.cuda_graphs and self._graph is None:
+        if self.graph_skipped is None and self._graph is None:
             self._capture()
 
     def _capture(self) -> None:
-        """Capture ``execute_async_v3`` after an ordinary run (TensorRT sets itself up on the first)."""
+        """Capture ``execute_async_v3`` after an ordinary run (TensorRT sets itself up on the first).
+
+        A capture CUDA or TensorRT refuses leaves this engine on plain ``execute_async_v3``, with
+        the reason in :meth:`describe` and the log: one engine without a graph is slower, never wrong.
+        """
         stream = self._session.stream
         stream.synchronize()
         if not self.context.execute_async_v3(stream.handle):
             raise EngineError(f"engine '{self.name}': execute_async_v3 failed before graph capture")
         stream.synchronize()
-
-        def enqueue() -> None:
-            if not self.context.execute_async_v3(stream.handle):
-                raise EngineError(f"engine '{self.name}': execute_async_v3 failed during graph capture")
-
-        self._graph = cuda.Graph(stream, enqueue)
+        try:
+            self._graph = cuda.Graph(stream, lambda: bool(self.context.execute_async_v3(stream.handle)))
+        except cuda.GraphCaptureError as exc:
+            tail = " | ".join(self._session.logger.tail(2))
+            self.graph_skipped = f"capture failed: {exc}" + (f" ({tail})" if tail else "")
+            log.warning("engine '%s' runs without a CUDA graph: %s", self.name, self.graph_skipped)
 
     def close(self) -> None:
-        if self._session.stream.raw is None:
-            return  # already closed
+        if self._closed:
+            return
+        self._closed = True
         self._session.stream.synchronize()
         if self._graph is not None:
             self._graph.close()
@@ -248,7 +278,10 @@ class TrtEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "tensorrt", "version": trt.__version__, "static": self.static,
-                "cuda_graph": self._graph is not None, "zero_copy": self._session.zero_copy}
+                "cuda_graph": self._graph is not None, "cuda_graph_skipped": self.graph_skipped,
+                "zero_copy": self._session.zero_copy, "stream_priority": self._options.stream_priority,
+                "sync": self._options.sync if self._session.sync_refused is None
+                else f"{self._options.sync} refused ({self._session.sync_refused})"}
 
 
 def _front(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -17,7 +17,9 @@ from edgemoe.core.errors import BundleError
 
 REBUILD = "engines are not portable: rebuild on this device with 'edgemoe build BUNDLE --target PROFILE --out ENGINES'"
 # Facts that must be identical between the device that built the engines and the one loading them.
-MUST_MATCH = ("tensorrt", "compute_capability", "gpu")
+# Every Jetson Orin module reports the GPU "Orin" at SM 8.7; the SM count and the module's name
+# (/proc/device-tree/model, None off Jetson) tell an AGX Orin's engines from an Orin Nano's.
+MUST_MATCH = ("tensorrt", "compute_capability", "gpu", "sm_count", "module")
 L4T_RELEASE = Path("/etc/nv_tegra_release")
 
 
@@ -56,7 +58,7 @@ def environment_mismatches(recorded: Mapping[str, Any], current: Mapping[str, An
     lines = []
     for key in MUST_MATCH:
         built, here = recorded.get(key), current.get(key)
-        if built is None:
+        if key not in recorded:
             lines.append(f"{key}: not recorded in the manifest (built by an older edgemoe?), this device has {here}")
         elif str(built) != str(here):
             lines.append(f"{key}: built with {built}, this device has {here}")
@@ -80,25 +82,37 @@ def check_io(stage: str, engine_io: Mapping[str, tuple[str, str]], manifest_io: 
 def dla_placement(engine_information: str, log_lines: Iterable[str]) -> dict[str, Any]:
     """Which layers landed on the DLA, from the engine inspector's JSON and the build log.
 
-    TensorRT fuses the layers it gives a DLA into ``{ForeignNode[first...last]}`` layers; layers it
-    could not place are announced in the log as falling back to the GPU. Fallback is otherwise
-    silent, so this report is how a user learns the DLA ran less than expected.
+    TensorRT names every fused subgraph ``{ForeignNode[first...last]}``: the layer groups it hands
+    a DLA, and just as well the Myelin subgraphs it compiles for the GPU (attention, LayerNorm,
+    GELU). The name alone therefore says nothing about the device; the layer's ``LayerType`` does
+    (``DLA`` vs ``Myelin``). A foreign node whose type names neither is listed as ``unplaced``
+    rather than guessed. Layers TensorRT could not place on the DLA are announced in the log as
+    falling back; fallback is otherwise silent, so this report is how a user learns the DLA ran
+    less than expected.
     """
     try:
         info = json.loads(engine_information) if engine_information else {}
     except json.JSONDecodeError:
         info = {}
     layers = info.get("Layers", []) if isinstance(info, dict) else []
-    names = [layer.get("Name", "") if isinstance(layer, dict) else str(layer) for layer in layers]
-    kinds = [str(layer.get("LayerType", "")) if isinstance(layer, dict) else "" for layer in layers]
-    on_dla = [n for n, k in zip(names, kinds) if n.startswith("{ForeignNode[") or "dla" in k.lower()]
+    on_dla, unplaced, gpu = [], [], 0
+    for layer in layers:
+        name = str(layer.get("Name", "")) if isinstance(layer, dict) else str(layer)
+        kind = str(layer.get("LayerType", "")) if isinstance(layer, dict) else ""
+        if "dla" in kind.lower():
+            on_dla.append(name)
+        elif name.startswith("{ForeignNode[") and kind.lower() != "myelin":
+            unplaced.append(name)
+        else:
+            gpu += 1
     fallback = []
     for line in log_lines:
         match = (re.search(r"layer (.+?) is not (?:running|supported) on DLA, falling back to GPU", line)
                  or re.search(r"Layer '(.+?)' \(\w+\): Unsupported on DLA", line))
         if match and match.group(1) not in fallback:
             fallback.append(match.group(1))
-    return {"dla_layers": on_dla, "gpu_layers": len(names) - len(on_dla), "fell_back_to_gpu": fallback}
+    return {"dla_layers": on_dla, "gpu_layers": gpu, "fell_back_to_gpu": fallback,
+            **({"unplaced": unplaced} if unplaced else {})}
 
 
 def parser_errors(errors: Iterable[Mapping[str, Any]]) -> str:

@@ -64,11 +64,15 @@ def shape_ranges(stage: str, inputs: Sequence[TensorSpec], max_dims: Mapping[str
 
     A static stage gets min = opt = max = the maximum; that is only exact when the sole dynamic dim
     is the leading one (rows padded at run time are independent of the real rows).
+
+    ``tensorrt.opt`` names dims of the model's staged engines; a stage without dynamic dims (a fused
+    hot-mask engine, batch 1) has nothing to tune, so the profile's opt does not apply to it.
     """
     static = is_static(stage, options)
-    unknown = sorted(set(options.opt) - set(max_dims))
-    if unknown:
-        raise ConfigError(f"key 'tensorrt.opt': unknown dim(s) {unknown} (dims are {sorted(max_dims)})")
+    if any(isinstance(d, str) for spec in inputs for d in spec.shape):
+        unknown = sorted(set(options.opt) - set(max_dims))
+        if unknown:
+            raise ConfigError(f"key 'tensorrt.opt': unknown dim(s) {unknown} (dims are {sorted(max_dims)})")
     ranges = {}
     for spec in inputs:
         symbols = [d for d in spec.shape if isinstance(d, str)]
@@ -124,3 +128,19 @@ def precision_flags(precision: str, trt_major: int, strongly_typed: bool) -> tup
 
 def dla_flags(stage: str, options: TrtOptions, precision: str = "fp16") -> tuple[str, ...]:
     return ("GPU_FALLBACK",) if on_dla(stage, options, precision) and options.gpu_fallback else ()
+
+
+def graph_refusal(stage: str, options: TrtOptions) -> str | None:
+    """Why ``stage`` is not captured into a CUDA graph at warm-up, or None when it is.
+
+    TensorRT cannot capture an engine that runs on a DLA (NVIDIA/TensorRT#3524). Loading knows the
+    stage but not the precision it was built at, so every stage the profile sends to the DLA counts
+    as a DLA engine, also an fp32 one that stayed on the GPU; the build records the same answer.
+    """
+    if not options.cuda_graphs:
+        return "cuda_graphs is off in the target profile"
+    if not is_static(stage, options):
+        return "dynamic shapes: only static stages are captured"
+    if on_dla(stage, options):
+        return f"placed on DLA core {options.dla_core}: TensorRT cannot capture DLA engines in a CUDA graph"
+    return None

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _dla(entry: Mapping[str, Any]) -> str:
+def dla_summary(entry: Mapping[str, Any]) -> str:
+    """Where one engine runs, in a few words: ``-`` (no DLA asked), why it stayed on the GPU, or the
+    layer counts on the DLA and the GPU and the layers that fell back."""
     dla = entry.get("dla")
     if not dla:
         return "-"
@@ -21,6 +23,8 @@ def _dla(entry: Mapping[str, Any]) -> str:
         return f"GPU ({dla['skipped']})"
     fell = dla.get("fell_back_to_gpu") or []
     text = f"{len(dla.get('dla_layers', []))} on DLA, {dla.get('gpu_layers', 0)} on GPU"
+    if dla.get("unplaced"):
+        text += f", {len(dla['unplaced'])} not placed by the inspector"
     return text + (f"; fell back: {', '.join(fell[:5])}{' …' if len(fell) > 5 else ''}" if fell else "")
 
 
@@ -45,7 +49,7 @@ def build_report(manifest: Mapping[str, Any]) -> str:
         typed = "strong" if entry.get("strongly_typed") else "+".join(entry.get("builder_flags", [])) or "-"
         lines.append(f"| {stage} | {entry.get('precision')} | {typed} | {'yes' if entry.get('static') else 'no'} "
                      f"| {seconds:.1f} | {entry.get('engine_bytes', 0) / 2**20:.2f} "
-                     f"| {entry.get('device_memory_size', 0) / 2**20:.2f} | {_dla(entry)} |")
+                     f"| {entry.get('device_memory_size', 0) / 2**20:.2f} | {dla_summary(entry)} |")
     lines += ["", f"Total build time {total_build:.1f} s. Scratch memory: largest engine "
               f"{max(scratch, default=0) / 2**20:.2f} MiB (shared), sum {sum(scratch) / 2**20:.2f} MiB."]
     return "\n".join(lines) + "\n"
