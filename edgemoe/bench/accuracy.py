@@ -27,9 +27,10 @@ import torch
 from edgemoe.core.mask import all_masks, full_mask, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
+from edgemoe.export.bundle import expected_accuracy
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
 from edgemoe.train.evaluate import evaluate_masks, score
-from edgemoe.train.trainer import Trainer, drop_cells, to_tensors, torch_predictor
+from edgemoe.train.trainer import Trainer, TrainResult, drop_cells, to_tensors, torch_predictor
 
 Predictor = Callable[[dict[str, np.ndarray], int], np.ndarray]
 METRICS = ("accuracy", "macro_f1", "auroc")
@@ -87,9 +88,17 @@ class TaskResult:
     seconds: float
 
 
-def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> torch.nn.Module:  # type: ignore[no-untyped-def]
+def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> TrainResult:  # type: ignore[no-untyped-def]
     return Trainer(config, log=lambda line: None, progress=False, mask_sampler=sampler,
-                   select_masks=select).fit(train, val).model
+                   select_masks=select).fit(train, val)
+
+
+def expected_by_mask(results: dict[int, TrainResult] | TrainResult) -> dict[int, float]:
+    """The accuracy a bundle exported from this training attaches to each mask's predictions
+    (its ``expected_accuracy``): one model's validation table, or each dedicated model's own."""
+    if isinstance(results, TrainResult):
+        return {int(k): v for k, v in expected_accuracy(results.val_table)["masks"].items()}
+    return {mask: float(expected_accuracy(r.val_table)["mean"]["accuracy"]) for mask, r in results.items()}
 
 
 def routing_stats(model: torch.nn.Module, split: Split, mask: int, batch: int = 512) -> dict[str, float]:
@@ -147,21 +156,22 @@ def run_task(task: BenchTask, config: ModelConfig, data: dict[str, Split], setti
     scores: dict[str, dict[str, float]] = {}
     masks: dict[int, dict[str, float]] = {}
     if task.method == DEDICATED:
-        models = {}
+        trained = {}
         for c in all_masks(m):
             sub = dedicated_config(cfg, c)
-            models[c] = _train(sub, project_split(train, cfg, c), project_split(data["val"], cfg, c),
-                               select=own_mask(sub))
-        predict = dedicated_predictor(models)
-        _score_all_masks(scores, masks, predict, test, cfg, None)
+            trained[c] = _train(sub, project_split(train, cfg, c), project_split(data["val"], cfg, c),
+                                select=own_mask(sub))
+        predict = dedicated_predictor({c: r.model for c, r in trained.items()})
+        _score_all_masks(scores, masks, predict, test, cfg, None, expected_by_mask(trained))
         for rate in settings.rates:
             _score_rate(scores, task.seed, rate, predict, test, cfg)
     elif task.rate is None:
-        model = _train(cfg, train, data["val"])
-        _score_all_masks(scores, masks, torch_predictor(model), test, cfg, model)
+        result = _train(cfg, train, data["val"])
+        _score_all_masks(scores, masks, torch_predictor(result.model), test, cfg, result.model,
+                         expected_by_mask(result))
     else:
         sampler = lambda rec, rng, r=task.rate: drop_cells(rec, r, m, rng)
-        model = _train(cfg, train, data["val"], sampler)
+        model = _train(cfg, train, data["val"], sampler).model
         _score_rate(scores, task.seed, task.rate, torch_predictor(model), test, cfg)
     return TaskResult(task, scores, masks, time.perf_counter() - t0)
 
@@ -220,13 +230,18 @@ def _seeded(config: ModelConfig, method: str, seed: int, s: BenchSettings, threa
 
 
 def _score_all_masks(scores: dict[str, dict[str, float]], masks: dict[int, dict[str, float]],
-                     predict: Predictor, test: Split, cfg: ModelConfig, model: torch.nn.Module | None) -> None:
+                     predict: Predictor, test: Split, cfg: ModelConfig, model: torch.nn.Module | None,
+                     expected: dict[int, float]) -> None:
+    """Every mask's test scores, the accuracy the bundle would promise for it (``expected``), and
+    routing for a routed model. ``calibration_error``: mean over masks of |expected - test|."""
     table = evaluate_masks(predict, test, cfg, "test")
-    scores["all masks"] = dict(table.mean) | {"worst": table.worst.accuracy}
     for row in table.rows:
-        masks[row.mask] = {"accuracy": row.accuracy, "macro_f1": row.macro_f1, "auroc": row.auroc}
+        masks[row.mask] = {"accuracy": row.accuracy, "macro_f1": row.macro_f1, "auroc": row.auroc,
+                           "expected": expected.get(row.mask, float("nan"))}
         if model is not None and model.config.model.num_experts > 1:
             masks[row.mask] |= routing_stats(model, test, row.mask)
+    error = np.nanmean([abs(v["expected"] - v["accuracy"]) for v in masks.values()])
+    scores["all masks"] = dict(table.mean) | {"worst": table.worst.accuracy, "calibration_error": float(error)}
 
 
 def _score_rate(scores: dict[str, dict[str, float]], seed: int, rate: float, predict: Predictor,

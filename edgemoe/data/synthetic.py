@@ -27,6 +27,8 @@ from edgemoe.core.errors import ConfigError
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split, save_split
 
+# The class factors each sensor renders (the table above).
+SEES = {"camera": (0, 1), "scan": (1, 2), "imu": (2, 0), "odom": (0, 2)}
 SPLITS = {"train": 6000, "val": 1500, "test": 2000}
 NOISE = {"camera": 0.55, "scan": 0.5, "imu": 0.9, "odom": 1.2}
 CHUNK_VALUES = 1 << 24  # float64 values rendered at once (128 MiB)
