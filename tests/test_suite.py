@@ -122,3 +122,13 @@ def test_quick_suite_keeps_its_headroom(tmp_path: Path) -> None:
     raw = json.loads((tmp_path / "suite_nuisance.json").read_text())
     assert raw["regimes"]["nuisance"]["headroom"] >= MIN_HEADROOM
     assert (tmp_path / "suite_nuisance_nuisance.png").stat().st_size > 5000
+
+
+def test_data_synth_writes_a_regime_in_the_on_disk_format(tmp_path: Path, config: ModelConfig) -> None:
+    from edgemoe.data.dataset import load_dataset
+
+    assert main(["data", "synth", "--regime", "fleet", "--out", str(tmp_path), "--scale", "0.05"]) == 0
+    data = load_dataset(tmp_path, config)
+    assert data["train"].mask is not None and data["test"].mask is None
+    expected = get_regime("fleet").generate(config, seed=0, scale=0.05)
+    np.testing.assert_array_equal(data["val"].frames["scan"], expected["val"].frames["scan"])

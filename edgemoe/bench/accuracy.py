@@ -64,6 +64,7 @@ class BenchResult:
     scores: dict[str, dict[str, dict[int, dict[str, float]]]] = field(default_factory=dict)
     masks: dict[str, dict[int, dict[int, dict[str, float]]]] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # summed over tasks
 
     def add(self, method: str, setting: str, seed: int, values: dict[str, float]) -> None:
         self.scores.setdefault(method, {}).setdefault(setting, {})[seed] = values
@@ -86,6 +87,7 @@ class TaskResult:
     scores: dict[str, dict[str, float]]  # setting -> metrics
     masks: dict[int, dict[str, float]]  # per-mask rows ("all masks" setting only)
     seconds: float
+    cpu_seconds: float  # the worker's CPU time: what the task costs on an idle core
 
 
 def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> TrainResult:  # type: ignore[no-untyped-def]
@@ -150,7 +152,7 @@ def plan_tasks(settings: BenchSettings) -> list[BenchTask]:
 def run_task(task: BenchTask, config: ModelConfig, data: dict[str, Split], settings: BenchSettings,
              threads: int) -> TaskResult:
     """Train and score one task; what a worker process runs."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = _seeded(config, task.method, task.seed, settings, threads)
     train, test, m = data["train"], data["test"], cfg.num_sensors
     scores: dict[str, dict[str, float]] = {}
@@ -173,7 +175,7 @@ def run_task(task: BenchTask, config: ModelConfig, data: dict[str, Split], setti
         sampler = lambda rec, rng, r=task.rate: drop_cells(rec, r, m, rng)
         model = _train(cfg, train, data["val"], sampler).model
         _score_rate(scores, task.seed, task.rate, torch_predictor(model), test, cfg)
-    return TaskResult(task, scores, masks, time.perf_counter() - t0)
+    return TaskResult(task, scores, masks, time.perf_counter() - t0, time.process_time() - cpu0)
 
 
 def run_benchmark(config: ModelConfig, data: dict[str, Split], settings: BenchSettings,
@@ -206,6 +208,7 @@ def run_benchmark(config: ModelConfig, data: dict[str, Split], settings: BenchSe
     result = BenchResult(config, settings)
     _gather(result, done, settings)
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = sum(r.cpu_seconds for r in done.values())
     return result
 
 

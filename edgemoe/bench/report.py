@@ -156,7 +156,12 @@ def markdown(result: BenchResult, title: str, note: str = "", png: str | None = 
 
 
 def suite_markdown(suite: SuiteResult, title: str, note: str = "", pngs: dict[str, str] | None = None) -> str:
-    lines = [f"# {title}", "", note, "", f"Machine: {machine()}. Suite run time {suite.seconds / 60:.1f} min.", "",
+    jobs = suite.regimes[0].bench.settings.jobs if suite.regimes else 1
+    load = ", ".join(f"{v:.1f}" for v in suite.load)
+    lines = [f"# {title}", "", note, "",
+             (f"Machine: {machine()}; 1-min load average at each regime's start and at the end: {load}. "
+              f"Suite wall time {suite.seconds / 60:.1f} min; the tasks' CPU time {suite.cpu_seconds / 60:.1f} min, "
+              f"i.e. about {suite.cpu_seconds / 60 / jobs:.1f} min on {jobs} idle cores ({jobs} jobs)."), "",
              "## Regimes", "",
              *_header(["regime", "what fails", "headroom (pts)", "ranks methods", "Bayes ceiling (mean)",
                        "dedicated (mean)", "smoe (mean)"])]

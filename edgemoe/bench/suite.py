@@ -10,6 +10,7 @@ benchmark cannot saturate again without a failing check.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,11 @@ class SuiteResult:
     name: str
     regimes: list[RegimeResult] = field(default_factory=list)
     seconds: float = 0.0
+    load: list[float] = field(default_factory=list)  # 1-min load average at each regime's start and at the end
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(r.bench.cpu_seconds for r in self.regimes)
 
 
 def seed_mean(result: BenchResult, method: str, key: str = "accuracy") -> dict[int, float]:
@@ -92,10 +98,12 @@ def run_suite(name: str, config: ModelConfig, settings: BenchSettings, scale: fl
     suite = SuiteResult(name)
     for regime in (get_regime(r) for r in suite_regimes(name)):
         log(f"regime {regime.name}: {regime.summary}")
+        suite.load.append(os.getloadavg()[0])
         data = regime.generate(config, data_seed, scale)
         bench = run_benchmark(config, data, settings, log=lambda line, r=regime.name: log(f"  {r} {line}"))
         suite.regimes.append(RegimeResult(regime, bench, regime.ceiling(config), regime.capped(config)))
         log(f"regime {regime.name}: headroom {100 * suite.regimes[-1].headroom:.1f} pts")
+    suite.load.append(os.getloadavg()[0])
     suite.seconds = time.perf_counter() - started
     return suite
 

@@ -140,8 +140,7 @@ REGIMES: dict[str, Regime] = {
         SensorModel(_graded(1.0), disturbance=0.5),
         availability={"camera": 0.15, "scan": 0.8},
     ),
-    "robot4": Regime("robot4", "the default synthetic robot (sanity); capped masks reported apart", None,
-                     sizes={"train": 6000, "val": 1500, "test": 2000}),
+    "robot4": Regime("robot4", "the default synthetic robot (sanity); capped masks reported apart", None),
 }
 
 
