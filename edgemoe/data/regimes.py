@@ -32,7 +32,7 @@ from edgemoe.data.dataset import SPLIT_NAMES, Split, save_split
 from edgemoe.data.sensor_model import SensorModel, SensorPhysics
 from edgemoe.data.synthetic import SEES, generate_split
 
-SIZES = {"train": 4000, "val": 1000, "test": 2000}
+SIZES = {"train": 4000, "val": 600, "test": 2000}
 
 
 @dataclass(frozen=True)
