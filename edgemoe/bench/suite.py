@@ -91,9 +91,11 @@ def headroom_closed(result: BenchResult, method: str) -> float:
 
 
 def run_suite(name: str, config: ModelConfig, settings: BenchSettings, scale: float = 1.0,
-              data_seed: int = 0, log: Callable[[str], None] = print) -> SuiteResult:
+              data_seed: int = 0, log: Callable[[str], None] = print,
+              on_regime: Callable[[SuiteResult], None] = lambda suite: None) -> SuiteResult:
     """Every regime of suite ``name``: generate its data (seeded), run the benchmark, attach the
-    ceiling and capped masks."""
+    ceiling and capped masks. ``on_regime`` sees the suite after each regime (e.g. to write the
+    report so far, so a long run that is stopped keeps the regimes it finished)."""
     started = time.perf_counter()
     suite = SuiteResult(name)
     for regime in (get_regime(r) for r in suite_regimes(name)):
@@ -103,6 +105,8 @@ def run_suite(name: str, config: ModelConfig, settings: BenchSettings, scale: fl
         bench = run_benchmark(config, data, settings, log=lambda line, r=regime.name: log(f"  {r} {line}"))
         suite.regimes.append(RegimeResult(regime, bench, regime.ceiling(config), regime.capped(config)))
         log(f"regime {regime.name}: headroom {100 * suite.regimes[-1].headroom:.1f} pts")
+        suite.seconds = time.perf_counter() - started
+        on_regime(suite)
     suite.load.append(os.getloadavg()[0])
     suite.seconds = time.perf_counter() - started
     return suite

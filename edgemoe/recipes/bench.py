@@ -55,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = _settings(args)
     if args.regimes:
+        title = lambda suite: f"Accuracy suite '{suite.name}' ({config.name})"  # noqa: E731
+        stem = lambda suite: args.name or f"suite_{suite.name}"  # noqa: E731
         if args.quick:
             suite = run_quick(config, settings)
         else:
-            suite = run_suite(args.regimes, config, settings, scale=args.scale)
-        stem = args.name or f"suite_{suite.name}"
-        paths = write_suite_outputs(suite, args.out, stem, f"Accuracy suite '{suite.name}' ({config.name})", args.note)
+            suite = run_suite(args.regimes, config, settings, scale=args.scale, on_regime=lambda s: write_suite_outputs(
+                s, args.out, stem(s), title(s), args.note + " (partial: regimes still running)"))
+        paths = write_suite_outputs(suite, args.out, stem(suite), title(suite), args.note)
         seconds = suite.seconds
     else:
         data = _load(args.data, config, explicit=args.config is not None)
