@@ -6,7 +6,9 @@ Settings, each trained per method and seed, selected on validation, scored on te
 - ``rate r``: trained with the random-rate pattern at rate r; tested under the same pattern
   (>= 1 sensor kept) and with one whole sensor removed (each of the M such masks).
 Per-mask dedicated models are trained once per seed (one per mask, no dropout) and scored on the
-same samples. Mean +- std over seeds; accuracy, macro-F1, AUROC.
+same samples. Mean +- std over seeds; accuracy, macro-F1, AUROC, and the calibration error of the
+``expected_accuracy`` a bundle of each training would carry (its validation accuracy per mask)
+against the test accuracy per mask.
 
 Each training is an independent task, so ``jobs`` processes share the cores: these models are too
 small for two intra-op threads to pay (one epoch: 2.1 s on 2 threads, 2.7 s on 1), and two
