@@ -6,7 +6,9 @@ Settings, each trained per method and seed, selected on validation, scored on te
 - ``rate r``: trained with the random-rate pattern at rate r; tested under the same pattern
   (>= 1 sensor kept) and with one whole sensor removed (each of the M such masks).
 Per-mask dedicated models are trained once per seed (one per mask, no dropout) and scored on the
-same samples. Mean +- std over seeds; accuracy, macro-F1, AUROC.
+same samples. Mean +- std over seeds; accuracy, macro-F1, AUROC, and the calibration error of the
+``expected_accuracy`` a bundle of each training would carry (its validation accuracy per mask)
+against the test accuracy per mask.
 
 Each training is an independent task, so ``jobs`` processes share the cores: these models are too
 small for two intra-op threads to pay (one epoch: 2.1 s on 2 threads, 2.7 s on 1), and two
@@ -27,10 +29,11 @@ import torch
 from edgemoe.core.mask import all_masks, full_mask, mask_of, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
+from edgemoe.export.bundle import expected_accuracy
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
 from edgemoe.train.evaluate import evaluate_masks, score
 from edgemoe.train.masks import drop_cells
-from edgemoe.train.trainer import Trainer, to_tensors, torch_predictor
+from edgemoe.train.trainer import Trainer, TrainResult, to_tensors, torch_predictor
 
 Predictor = Callable[[dict[str, np.ndarray], int], np.ndarray]
 METRICS = ("accuracy", "macro_f1", "auroc")
@@ -64,6 +67,7 @@ class BenchResult:
     scores: dict[str, dict[str, dict[int, dict[str, float]]]] = field(default_factory=dict)
     masks: dict[str, dict[int, dict[int, dict[str, float]]]] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # summed over tasks
 
     def add(self, method: str, setting: str, seed: int, values: dict[str, float]) -> None:
         self.scores.setdefault(method, {}).setdefault(setting, {})[seed] = values
@@ -86,11 +90,20 @@ class TaskResult:
     scores: dict[str, dict[str, float]]  # setting -> metrics
     masks: dict[int, dict[str, float]]  # per-mask rows ("all masks" setting only)
     seconds: float
+    cpu_seconds: float  # the worker's CPU time: what the task costs on an idle core
 
 
-def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> torch.nn.Module:  # type: ignore[no-untyped-def]
+def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> TrainResult:  # type: ignore[no-untyped-def]
     return Trainer(config, log=lambda line: None, progress=False, mask_sampler=sampler,
-                   select_masks=select).fit(train, val).model
+                   select_masks=select).fit(train, val)
+
+
+def expected_by_mask(results: dict[int, TrainResult] | TrainResult) -> dict[int, float]:
+    """The accuracy a bundle exported from this training attaches to each mask's predictions
+    (its ``expected_accuracy``): one model's validation table, or each dedicated model's own."""
+    if isinstance(results, TrainResult):
+        return {int(k): v for k, v in expected_accuracy(results.val_table)["masks"].items()}
+    return {mask: float(expected_accuracy(r.val_table)["mean"]["accuracy"]) for mask, r in results.items()}
 
 
 def routing_stats(model: torch.nn.Module, split: Split, mask: int, batch: int = 512) -> dict[str, float]:
@@ -142,29 +155,30 @@ def plan_tasks(settings: BenchSettings) -> list[BenchTask]:
 def run_task(task: BenchTask, config: ModelConfig, data: dict[str, Split], settings: BenchSettings,
              threads: int) -> TaskResult:
     """Train and score one task; what a worker process runs."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = _seeded(config, task.method, task.seed, settings, threads)
     train, test, m = data["train"], data["test"], cfg.num_sensors
     scores: dict[str, dict[str, float]] = {}
     masks: dict[int, dict[str, float]] = {}
     if task.method == DEDICATED:
-        models = {}
+        trained = {}
         for c in all_masks(m):
             sub = dedicated_config(cfg, c)
-            models[c] = _train(sub, project_split(train, cfg, c), project_split(data["val"], cfg, c),
-                               select=own_mask(sub))
-        predict = dedicated_predictor(models)
-        _score_all_masks(scores, masks, predict, test, cfg, None)
+            trained[c] = _train(sub, project_split(train, cfg, c), project_split(data["val"], cfg, c),
+                                select=own_mask(sub))
+        predict = dedicated_predictor({c: r.model for c, r in trained.items()})
+        _score_all_masks(scores, masks, predict, test, cfg, None, expected_by_mask(trained))
         for rate in settings.rates:
             _score_rate(scores, task.seed, rate, predict, test, cfg)
     elif task.rate is None:
-        model = _train(cfg, train, data["val"])
-        _score_all_masks(scores, masks, torch_predictor(model), test, cfg, model)
+        result = _train(cfg, train, data["val"])
+        _score_all_masks(scores, masks, torch_predictor(result.model), test, cfg, result.model,
+                         expected_by_mask(result))
     else:
         sampler = lambda rec, rng, r=task.rate: drop_cells(rec, r, m, rng)
-        model = _train(cfg, train, data["val"], sampler)
+        model = _train(cfg, train, data["val"], sampler).model
         _score_rate(scores, task.seed, task.rate, torch_predictor(model), test, cfg)
-    return TaskResult(task, scores, masks, time.perf_counter() - t0)
+    return TaskResult(task, scores, masks, time.perf_counter() - t0, time.process_time() - cpu0)
 
 
 def run_benchmark(config: ModelConfig, data: dict[str, Split], settings: BenchSettings,
@@ -197,6 +211,7 @@ def run_benchmark(config: ModelConfig, data: dict[str, Split], settings: BenchSe
     result = BenchResult(config, settings)
     _gather(result, done, settings)
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = sum(r.cpu_seconds for r in done.values())
     return result
 
 
@@ -221,13 +236,18 @@ def _seeded(config: ModelConfig, method: str, seed: int, s: BenchSettings, threa
 
 
 def _score_all_masks(scores: dict[str, dict[str, float]], masks: dict[int, dict[str, float]],
-                     predict: Predictor, test: Split, cfg: ModelConfig, model: torch.nn.Module | None) -> None:
+                     predict: Predictor, test: Split, cfg: ModelConfig, model: torch.nn.Module | None,
+                     expected: dict[int, float]) -> None:
+    """Every mask's test scores, the accuracy the bundle would promise for it (``expected``), and
+    routing for a routed model. ``calibration_error``: mean over masks of |expected - test|."""
     table = evaluate_masks(predict, test, cfg, "test")
-    scores["all masks"] = dict(table.mean) | {"worst": table.worst.accuracy}
     for row in table.rows:
-        masks[row.mask] = {"accuracy": row.accuracy, "macro_f1": row.macro_f1, "auroc": row.auroc}
+        masks[row.mask] = {"accuracy": row.accuracy, "macro_f1": row.macro_f1, "auroc": row.auroc,
+                           "expected": expected.get(row.mask, float("nan"))}
         if model is not None and model.config.model.num_experts > 1:
             masks[row.mask] |= routing_stats(model, test, row.mask)
+    error = np.nanmean([abs(v["expected"] - v["accuracy"]) for v in masks.values()])
+    scores["all masks"] = dict(table.mean) | {"worst": table.worst.accuracy, "calibration_error": float(error)}
 
 
 def _score_rate(scores: dict[str, dict[str, float]], seed: int, rate: float, predict: Predictor,

@@ -1,62 +1,190 @@
-"""The benchmark's outputs: a Markdown table (method x setting, mean +- std over seeds), per-mask
-tables with routing entropy and expert usage, and a PNG of accuracy per mask per method."""
+"""The benchmark's outputs: Markdown tables, a PNG of accuracy per mask per method, raw JSON.
+
+Per method (mean over seeds): mean and worst accuracy over masks, the mean by number of sensors
+present, the headroom closed ((method - smoe) / (dedicated - smoe)), the calibration error of the
+``expected_accuracy`` a bundle of it would carry, and the largest expert share on any mask
+(flagged above 2/N); then accuracy and expert load per mask. A suite adds, per regime, the
+headroom and the Bayes ceiling, and says which regimes rank the methods.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgemoe.bench.accuracy import DEDICATED, METRICS, BenchResult
+from edgemoe.bench.suite import MIN_HEADROOM, RegimeResult, SuiteResult, headroom, headroom_closed, seed_mean
 from edgemoe.core.mask import all_masks, mask_label
 
+FLAG = " ⚠"
 
-def _ms(values: list[float]) -> str:
+
+def machine() -> str:
+    """What the run ran on, for titles: CPU model and the cores this process may use."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {len(os.sched_getaffinity(0))} cores"
+
+
+def _ms(values: Sequence[float]) -> str:
     v = np.asarray(values, float)
     return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
 
 
-def markdown(result: BenchResult, title: str, note: str = "") -> str:
+def _pct(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{100 * value:.1f}"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _header(cells: Sequence[str]) -> list[str]:
+    return [_row(cells), "|---" * len(cells) + "|"]
+
+
+def settings_line(result: BenchResult) -> str:
     cfg, s = result.config, result.settings
-    names = cfg.sensor_names
     epochs = s.epochs or cfg.training.epochs
-    selection = f"selected on validation from epoch {s.select_from(epochs)}"
-    lines = [f"# {title}", "", note, "",
-             (f"Methods {', '.join(s.methods)}; seeds {list(s.seeds)}; rates {list(s.rates)}; "
-              f"epochs {epochs} ({selection}); training samples capped at {s.train_limit or 'none'}; "
-              f"{s.jobs} parallel job(s); run time {result.seconds / 60:.1f} min. "
-              "Values: mean ± std over seeds, in %."), ""]
+    return (f"Methods {', '.join(s.methods)}; seeds {list(s.seeds)}; rates {list(s.rates) or 'none'}; "
+            f"epochs {epochs} (selected on validation from epoch {s.select_from(epochs)}); training samples "
+            f"capped at {s.train_limit or 'none'}; {s.jobs} parallel job(s); run time {result.seconds / 60:.1f} min. "
+            "Values: mean (± std) over seeds, in %.")
+
+
+def method_table(result: BenchResult, capped: Sequence[int] = ()) -> list[str]:
+    """One row per method: the numbers that rank it."""
+    m, n_exp = result.config.num_sensors, result.config.model.num_experts
+    masks = all_masks(m)
+    uncapped = [c for c in masks if c not in capped]
+    sizes = range(1, m + 1)
+    cols = ["method", "mean", "worst mask"] + [f"{k} sensor{'s' * (k > 1)}" for k in sizes]
+    cols += ["uncapped masks", "capped masks"] if capped else []
+    cols += ["headroom closed", "calibration error", f"max expert share (cap 2/N = {2 / n_exp:.2f})"]
+    lines = _header(cols)
+    for method, by_setting in result.scores.items():
+        acc = seed_mean(result, method)
+        seeds = by_setting["all masks"].values()
+        cells = [method, _ms([v["accuracy"] for v in seeds]), _ms([v["worst"] for v in seeds])]
+        cells += [_pct(np.mean([acc[c] for c in masks if bin(c).count("1") == k])) for k in sizes]
+        if capped:
+            cells += [_pct(np.mean([acc[c] for c in uncapped])), _pct(np.mean([acc[c] for c in capped]))]
+        closed = headroom_closed(result, method)
+        cells.append("–" if not np.isfinite(closed) else f"{100 * closed:.0f}%")
+        cells.append(_ms([v.get("calibration_error", np.nan) for v in seeds]))
+        cells.append(_max_share(result, method, n_exp))
+        lines.append(_row(cells))
+    return lines
+
+
+def _max_share(result: BenchResult, method: str, num_experts: int) -> str:
+    first = next(iter(result.masks[method].values()))
+    if "max_share" not in next(iter(first.values())):
+        return "–"
+    worst = max(seed_mean(result, method, "max_share").values())
+    return f"{worst:.2f}" + (FLAG if worst > 2 / num_experts else "")
+
+
+def mask_tables(result: BenchResult, ceiling: dict[int, float] | None = None, capped: Sequence[int] = ()) -> list[str]:
+    """Accuracy per mask (with the Bayes ceiling where known) and expert load per mask."""
+    cfg = result.config
+    names, methods = cfg.sensor_names, list(result.masks)
+    lines = ["### Accuracy per mask", "",
+             *_header(["mask"] + methods + (["Bayes ceiling"] if ceiling else []))]
+    for c in all_masks(cfg.num_sensors):
+        cells = [mask_label(c, names) + (" (capped)" if c in capped else "")]
+        cells += [_ms([per[c]["accuracy"] for per in result.masks[m].values()]) for m in methods]
+        cells += [_pct(ceiling[c])] if ceiling else []
+        lines.append(_row(cells))
+    routed = [m for m in methods if "max_share" in next(iter(next(iter(result.masks[m].values())).values()))]
+    if not routed:
+        return lines
+    n = cfg.model.num_experts
+    lines += ["", "### Expert load per mask: max expert share / routing entropy (nats) / unused experts", "",
+              (f"N = {n} experts, top-{cfg.model.top_k}; share of routed (token, slot) assignments, mean over "
+               f"seeds; {FLAG.strip()} marks a share above 2/N = {2 / n:.2f}."
+               + (" With top-k = 2 of 4 an expert takes at most 1/k = 0.50, so only unused experts can show "
+                  "collapse on this config." if cfg.model.top_k * 2 == n else "")), "",
+              *_header(["mask"] + routed)]
+    for c in all_masks(cfg.num_sensors):
+        cells = [mask_label(c, names)]
+        for m in routed:
+            share, entropy, unused = (seed_mean(result, m, k)[c] for k in ("max_share", "entropy", "unused"))
+            cells.append(f"{share:.2f}{FLAG if share > 2 / n else ''} / {entropy:.2f} / {unused:.0f}")
+        lines.append(_row(cells))
+    return lines
+
+
+def settings_table(result: BenchResult) -> list[str]:
+    """Method x setting (accuracy / macro-F1 / AUROC), when rates were run."""
     settings = list(next(iter(result.scores.values())))
-    lines += ["## Method × setting (accuracy / macro-F1 / AUROC)", "",
-              "| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
+    lines = ["### Method × setting (accuracy / macro-F1 / AUROC)", "", *_header(["method"] + settings)]
     for method, by_setting in result.scores.items():
         cells = [" / ".join(_ms([v[k] for v in by_setting[st].values()]) for k in METRICS) for st in settings]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "## All masks: mean and worst-mask accuracy", "", "| method | mean | worst mask |", "|---|---|---|"]
-    for method, by_setting in result.scores.items():
-        seeds = by_setting["all masks"].values()
-        lines.append(f"| {method} | {_ms([v['accuracy'] for v in seeds])} | {_ms([v['worst'] for v in seeds])} |")
-    lines += ["", "## Accuracy per mask", "",
-              "| mask | " + " | ".join(result.masks) + " |", "|---" * (len(result.masks) + 1) + "|"]
-    for c in all_masks(cfg.num_sensors):
-        cells = [_ms([per[c]["accuracy"] for per in result.masks[m].values()]) for m in result.masks]
-        lines.append(f"| {mask_label(c, names)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Routing per mask: entropy (nats) / max expert share / unused experts (seed-mean)", "",
-              (f"N = {cfg.model.num_experts} experts, top-{cfg.model.top_k}; collapse bar: max share ≤ 2/N = "
-               f"{2 / cfg.model.num_experts:.2f} and 0 unused."), ""]
-    routed = [m for m in result.masks if "max_share" in next(iter(result.masks[m].values()))[1]]
-    lines += ["| mask | " + " | ".join(routed) + " |", "|---" * (len(routed) + 1) + "|"]
-    for c in all_masks(cfg.num_sensors):
-        cells = []
-        for m in routed:
-            rows = [per[c] for per in result.masks[m].values()]
-            cells.append(" / ".join(f"{np.mean([r[k] for r in rows]):.2f}" for k in ("entropy", "max_share", "unused")))
-        lines.append(f"| {mask_label(c, names)} | " + " | ".join(cells) + " |")
+        lines.append(_row([method, *cells]))
+    return lines
+
+
+def bench_section(result: BenchResult, ceiling: dict[int, float] | None = None, capped: Sequence[int] = (),
+                  png: str | None = None) -> list[str]:
+    lines = [settings_line(result), "", *method_table(result, capped), ""]
+    if capped:
+        lines += [f"Capped masks (by construction): {', '.join(mask_label(c, result.config.sensor_names) for c in capped)}.", ""]
+    lines += mask_tables(result, ceiling, capped) + [""]
+    if result.settings.rates:
+        lines += settings_table(result) + [""]
+    if png:
+        lines += [f"![accuracy per mask]({png})", ""]
+    return lines
+
+
+def markdown(result: BenchResult, title: str, note: str = "", png: str | None = None) -> str:
+    room = headroom(result)
+    lines = [f"# {title}", "", note, "", f"Headroom (dedicated − smoe, mean over masks): {_pct(room)} pts.", ""]
+    return "\n".join(lines + bench_section(result, png=png)) + "\n"
+
+
+def suite_markdown(suite: SuiteResult, title: str, note: str = "", pngs: dict[str, str] | None = None) -> str:
+    jobs = suite.regimes[0].bench.settings.jobs if suite.regimes else 1
+    load = ", ".join(f"{v:.1f}" for v in suite.load)
+    lines = [f"# {title}", "", note, "",
+             (f"Machine: {machine()}; 1-min load average at each regime's start and at the end: {load}. "
+              f"Suite wall time {suite.seconds / 60:.1f} min; the tasks' CPU time {suite.cpu_seconds / 60:.1f} min, "
+              f"i.e. about {suite.cpu_seconds / 60 / jobs:.1f} min on {jobs} idle cores ({jobs} jobs)."), "",
+             "## Regimes", "",
+             *_header(["regime", "what fails", "headroom (pts)", "ranks methods", "Bayes ceiling (mean)",
+                       "dedicated (mean)", "smoe (mean)"])]
+    for r in suite.regimes:
+        ceiling = "–" if r.ceiling is None else _pct(float(np.mean(list(r.ceiling.values()))))
+        lines.append(_row([r.regime.name, r.regime.summary, _pct(r.headroom),
+                           "yes" if r.ranks_methods else f"no (< {100 * MIN_HEADROOM:.0f})",
+                           ceiling, _mean_of(r, DEDICATED), _mean_of(r, "smoe")]))
+    for r in suite.regimes:
+        lines += ["", f"## Regime `{r.regime.name}`", "", r.regime.summary + ".", ""]
+        if not r.ranks_methods:
+            lines += [f"Headroom {_pct(r.headroom)} pts < {100 * MIN_HEADROOM:.0f}: not used to rank methods.", ""]
+        lines += bench_section(r.bench, r.ceiling, r.capped, (pngs or {}).get(r.regime.name))
     return "\n".join(lines) + "\n"
 
 
-def plot(result: BenchResult, path: Path) -> None:
+def _mean_of(r: RegimeResult, method: str) -> str:
+    if method not in r.bench.masks:
+        return "–"
+    return _pct(float(np.mean(list(seed_mean(r.bench, method).values()))))
+
+
+def plot(result: BenchResult, path: Path, title: str, ceiling: dict[int, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,28 +192,52 @@ def plot(result: BenchResult, path: Path) -> None:
 
     masks = all_masks(result.config.num_sensors)
     labels = [mask_label(c, result.config.sensor_names) for c in masks]
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    x = np.arange(len(masks))
+    fig, ax = plt.subplots(figsize=(13, 5.5))
     width = 0.8 / len(result.masks)
-    for j, (method, per_seed) in enumerate(result.masks.items()):
-        acc = [np.mean([per[c]["accuracy"] for per in per_seed.values()]) for c in masks]
-        ax.bar(np.arange(len(masks)) + j * width, acc, width, label=method,
+    for j, method in enumerate(result.masks):
+        acc = seed_mean(result, method)
+        ax.bar(x + j * width, [acc[c] for c in masks], width, label=method,
                hatch="//" if method == DEDICATED else None)
-    ax.set_xticks(np.arange(len(masks)) + 0.4 - width / 2, labels, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, ncol=len(result.masks))
-    ax.set_title("accuracy per sensor mask per method (mean over seeds)")
+    if ceiling:
+        ax.scatter(x + 0.4 - width / 2, [ceiling[c] for c in masks], marker="_", s=900, color="black",
+                   linewidths=2, label="Bayes ceiling", zorder=3)
+    ax.set_xticks(x + 0.4 - width / 2, labels, rotation=40, ha="right", fontsize=11)
+    ax.set_ylabel("test accuracy (mean over seeds)", fontsize=12)
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=10, ncol=min(len(result.masks) + 1, 7), loc="lower right")
+    ax.set_title(title, fontsize=12)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
+def _raw(result: BenchResult) -> dict[str, object]:
+    return {"scores": result.scores, "masks": result.masks, "seconds": result.seconds}
+
+
 def write_outputs(result: BenchResult, out_dir: Path, stem: str, title: str, note: str = "") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png, raw = out_dir / f"{stem}.md", out_dir / f"{stem}.png", out_dir / f"{stem}.json"
-    md.write_text(markdown(result, title, note) + f"\n![accuracy per mask]({png.name})\n")
-    plot(result, png)
-    raw.write_text(json.dumps({"scores": result.scores, "masks": result.masks, "seconds": result.seconds},
-                              indent=1, default=str))
+    md.write_text(markdown(result, title, note, png.name))
+    plot(result, png, f"{title}: accuracy per sensor mask per method ({machine()})")
+    raw.write_text(json.dumps(_raw(result), indent=1, default=str))
     return [md, png, raw]
+
+
+def write_suite_outputs(suite: SuiteResult, out_dir: Path, stem: str, title: str, note: str = "") -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, pngs = [], {}
+    for r in suite.regimes:
+        png = out_dir / f"{stem}_{r.regime.name}.png"
+        plot(r.bench, png, f"regime {r.regime.name}: accuracy per sensor mask per method ({machine()})", r.ceiling)
+        pngs[r.regime.name] = png.name
+        paths.append(png)
+    md, raw = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
+    md.write_text(suite_markdown(suite, title, note, pngs))
+    raw.write_text(json.dumps({"seconds": suite.seconds, "regimes": {
+        r.regime.name: {"headroom": r.headroom, "ceiling": r.ceiling, "capped": r.capped, **_raw(r.bench)}
+        for r in suite.regimes}}, indent=1, default=str))
+    return [md, raw, *paths]

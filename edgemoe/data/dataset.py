@@ -3,7 +3,7 @@
 A dataset is a directory with ``train.npz``, ``val.npz`` and ``test.npz``. Each file holds:
 
 - one array per sensor, named exactly as in the model config, shape ``[N, *frame_shape]``,
-  dtype float32;
+  dtype float32 (other float dtypes are cast on load, with a warning);
 - ``label``: ``[N]`` integer class ids in ``0 .. num_classes-1``;
 - optional ``mask``: ``[N, M]`` bool/uint8, column ``i`` = sensor ``i`` of the config was recorded
   for that sample. Frames of unrecorded cells may hold anything (NaN included); they are zeroed
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,10 @@ def _frame(path: Path, archive: np.lib.npyio.NpzFile, keys: set[str], spec, n: i
                            f"[{n}, {', '.join(map(str, spec.shape))}] {spec.dtype})")
     frame = archive[name]
     want = (n, *spec.shape)
+    if frame.shape == want and frame.dtype != np.dtype(spec.dtype) and np.issubdtype(frame.dtype, np.floating):
+        warnings.warn(f"{path}: sensor '{name}' is {frame.dtype}, cast to {spec.dtype} on load "
+                      f"(store {spec.dtype} to skip the cast)", stacklevel=2)
+        frame = frame.astype(spec.dtype)
     if frame.shape != want or frame.dtype != np.dtype(spec.dtype):
         raise DatasetError(f"{path}: sensor '{name}' expected shape {list(want)} dtype {spec.dtype}, "
                            f"found shape {list(frame.shape)} dtype {frame.dtype}")

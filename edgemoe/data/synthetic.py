@@ -27,8 +27,11 @@ from edgemoe.core.errors import ConfigError
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split, save_split
 
+# The class factors each sensor renders (the table above).
+SEES = {"camera": (0, 1), "scan": (1, 2), "imu": (2, 0), "odom": (0, 2)}
 SPLITS = {"train": 6000, "val": 1500, "test": 2000}
 NOISE = {"camera": 0.55, "scan": 0.5, "imu": 0.9, "odom": 1.2}
+CHUNK_VALUES = 1 << 24  # float64 values rendered at once (128 MiB)
 
 
 def _factors(labels: np.ndarray) -> np.ndarray:
@@ -37,31 +40,40 @@ def _factors(labels: np.ndarray) -> np.ndarray:
 
 
 def _camera(f: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    _, h, w = shape
+    """One blob per image, seen by every channel with its own gain (a coloured blob) and its own
+    pixel noise; rendered in chunks so a large camera never needs more than a chunk in float64."""
+    channels, h, w = shape
     n = f.shape[0]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cx = w / 2 + f[:, 0] * w / 5 + rng.normal(0, w / 12, n)
     cy = h / 2 + rng.normal(0, h / 8, n)
     sx = np.where(f[:, 1] > 0, w / 5, w / 12) * rng.uniform(0.8, 1.2, n)
     sy = np.where(f[:, 1] > 0, h / 12, h / 5) * rng.uniform(0.8, 1.2, n)
-    img = np.exp(
-        -((xx[None] - cx[:, None, None]) ** 2) / (2 * sx[:, None, None] ** 2)
-        - ((yy[None] - cy[:, None, None]) ** 2) / (2 * sy[:, None, None] ** 2)
-    )
-    img += rng.normal(0, NOISE["camera"], img.shape)
-    return img[:, None].astype(np.float32)
+    gains = np.linspace(1.0, 0.6, channels, dtype=np.float32)[None, :, None, None]
+    out = np.empty((n, channels, h, w), np.float32)
+    chunk = max(1, CHUNK_VALUES // (channels * h * w))
+    for i in range(0, n, chunk):
+        part = slice(i, i + chunk)
+        blob = np.exp(
+            -((xx[None] - cx[part, None, None]) ** 2) / (2 * sx[part, None, None] ** 2)
+            - ((yy[None] - cy[part, None, None]) ** 2) / (2 * sy[part, None, None] ** 2)
+        )
+        noise = rng.normal(0, NOISE["camera"], (blob.shape[0], channels, h, w))
+        out[part] = gains * blob[:, None] + noise
+    return out
 
 
 def _scan(f: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    _, length = shape
+    """A wall with one bump; every channel (e.g. one per echo) sees it with its own noise."""
+    channels, length = shape
     n = f.shape[0]
     angle = np.linspace(-1, 1, length, dtype=np.float32)
     wall = 2.0 + 0.3 * rng.normal(0, 1, (n, 1)) * angle[None] ** 2
     centre = 0.45 * f[:, 1] + rng.normal(0, 0.12, n)
     width = np.where(f[:, 2] > 0, 0.25, 0.08) * rng.uniform(0.8, 1.25, n)
     bump = np.exp(-((angle[None] - centre[:, None]) ** 2) / (2 * width[:, None] ** 2))
-    ranges = wall - 1.0 * bump + rng.normal(0, NOISE["scan"], (n, length))
-    return ranges[:, None].astype(np.float32)
+    ranges = (wall - 1.0 * bump)[:, None] + rng.normal(0, NOISE["scan"], (n, channels, length))
+    return ranges.astype(np.float32)
 
 
 def _imu(f: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -16,6 +16,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
     synth.add_argument("--seed", type=int, default=0, help="random seed of the generator")
     synth.add_argument("--scale", type=float, default=1.0, help="shrink or grow the splits")
+    synth.add_argument("--regime", default=None,
+                       help="a sensor-failure regime of the accuracy suite instead of the default robot "
+                            "(docs/dataset.md; 'edgemoe bench accuracy --suite' lists them)")
     synth.add_argument("--force", action="store_true", help="replace an existing dataset directory")
     synth.set_defaults(func=synthesise, interrupted="the dataset directory was not written")
     check = sub.add_parser("check", help="validate a dataset directory against a config",
@@ -28,14 +31,19 @@ def register(parser: argparse.ArgumentParser) -> None:
 def synthesise(args: argparse.Namespace) -> int:
     from edgemoe.core.bundle import staged_directory
     from edgemoe.core.schema import load_config
+    from edgemoe.data.regimes import get_regime, write_regime
     from edgemoe.data.synthetic import write_synthetic
 
     require_directory_path(args.out)
     refuse_overwrite(args.out, args.force)
     config = load_config(args.config)
+    regime = get_regime(args.regime) if args.regime else None
     progress(f"writing {args.out}")
     with staged_directory(args.out, overwrite=True) as tmp:  # all splits appear together or none
-        sizes = write_synthetic(config, tmp, args.seed, args.scale)
+        if regime is not None:
+            sizes = write_regime(regime, config, tmp, args.seed, args.scale)
+        else:
+            sizes = write_synthetic(config, tmp, args.seed, args.scale)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     return 0
 

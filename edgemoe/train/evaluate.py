@@ -62,15 +62,24 @@ class EvalTable:
 
 
 def score(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> tuple[float, float, float]:
-    """Accuracy, macro-F1 and one-vs-rest macro AUROC."""
+    """Accuracy, macro-F1 and AUROC (see :func:`auroc`)."""
     pred = probs.argmax(1)
     acc = float((pred == labels).mean())
     f1 = float(f1_score(labels, pred, average="macro", labels=np.arange(num_classes), zero_division=0))
-    try:
-        auroc = float(roc_auc_score(labels, probs, multi_class="ovr", labels=np.arange(num_classes)))
-    except ValueError:  # a class absent from this subset
-        auroc = float("nan")
-    return acc, f1, auroc
+    return acc, f1, auroc(labels, probs)
+
+
+def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Binary: the AUROC of the positive class's probability. More classes: the one-vs-rest AUROC
+    averaged over the classes that occur in ``labels`` (a class absent from a subset has no
+    positives, so it has no AUROC and is left out rather than turning the mean into NaN).
+    NaN only when ``labels`` holds a single class, where no AUROC exists."""
+    present = np.unique(labels)
+    if present.size < 2:
+        return float("nan")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    return float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in present]))
 
 
 def evaluate_masks(predict: Predictor, split: Split, config: ModelConfig, name: str = "test",

@@ -1,0 +1,131 @@
+"""The accuracy suite: the benchmark run on every sensor-failure regime, with each regime's
+headroom and ceiling, so a reader can tell which regimes are able to rank the methods.
+
+Headroom = per-mask dedicated models minus the zero-fill sparse MoE (``smoe``), mean over masks
+and seeds. A regime with less than :data:`MIN_HEADROOM` cannot separate methods (every method
+lands between the two), so the report does not rank on it. The quick preset (CI) runs one regime
+small and raises :class:`SaturatedBenchmark` when its headroom falls below the bar, so the
+benchmark cannot saturate again without a failing check.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edgemoe.bench.accuracy import DEDICATED, BenchResult, BenchSettings, run_benchmark
+from edgemoe.core.errors import ConfigError, EdgeMoEError
+from edgemoe.core.mask import all_masks
+from edgemoe.core.schema import ModelConfig
+from edgemoe.data.regimes import Regime, get_regime
+
+BASELINE = "smoe"
+MIN_HEADROOM = 0.05
+SUITES: dict[str, tuple[str, ...]] = {
+    "failures": ("nuisance", "units", "fleet", "robot4"),
+    **{name: (name,) for name in ("nuisance", "units", "fleet", "robot4")},
+}
+# The CI preset: the nuisance regime at half size, one seed, the two methods that define headroom.
+QUICK_REGIME = "nuisance"
+QUICK_SCALE = 0.5
+QUICK = {"methods": (BASELINE, DEDICATED), "seeds": (0,), "rates": (), "epochs": 8}
+
+
+class SaturatedBenchmark(EdgeMoEError):
+    """A regime meant to discriminate methods left no headroom between zero-fill and dedicated."""
+
+
+@dataclass
+class RegimeResult:
+    regime: Regime
+    bench: BenchResult
+    ceiling: dict[int, float] | None  # Bayes-optimal accuracy per mask
+    capped: list[int]
+
+    @property
+    def headroom(self) -> float:
+        return headroom(self.bench)
+
+    @property
+    def ranks_methods(self) -> bool:
+        return self.headroom >= MIN_HEADROOM
+
+
+@dataclass
+class SuiteResult:
+    name: str
+    regimes: list[RegimeResult] = field(default_factory=list)
+    seconds: float = 0.0
+    load: list[float] = field(default_factory=list)  # 1-min load average at each regime's start and at the end
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(r.bench.cpu_seconds for r in self.regimes)
+
+
+def seed_mean(result: BenchResult, method: str, key: str = "accuracy") -> dict[int, float]:
+    """``{mask: mean over seeds}`` of one per-mask value of ``method``."""
+    per_seed = result.masks[method].values()
+    return {c: float(np.mean([per[c][key] for per in per_seed])) for c in all_masks(result.config.num_sensors)}
+
+
+def headroom(result: BenchResult) -> float:
+    """Dedicated minus zero-fill SMoE, mean over masks and seeds (NaN if either did not run)."""
+    if BASELINE not in result.masks or DEDICATED not in result.masks:
+        return float("nan")
+    top, base = seed_mean(result, DEDICATED), seed_mean(result, BASELINE)
+    return float(np.mean([top[c] - base[c] for c in top]))
+
+
+def headroom_closed(result: BenchResult, method: str) -> float:
+    """(method - smoe) / (dedicated - smoe) over the mask-and-seed means."""
+    room = headroom(result)
+    if not np.isfinite(room) or room <= 0:
+        return float("nan")
+    mean = lambda m: float(np.mean(list(seed_mean(result, m).values())))  # noqa: E731
+    return (mean(method) - mean(BASELINE)) / room
+
+
+def run_suite(name: str, config: ModelConfig, settings: BenchSettings, scale: float = 1.0,
+              data_seed: int = 0, log: Callable[[str], None] = print,
+              on_regime: Callable[[SuiteResult], None] = lambda suite: None) -> SuiteResult:
+    """Every regime of suite ``name``: generate its data (seeded), run the benchmark, attach the
+    ceiling and capped masks. ``on_regime`` sees the suite after each regime (e.g. to write the
+    report so far, so a long run that is stopped keeps the regimes it finished)."""
+    started = time.perf_counter()
+    suite = SuiteResult(name)
+    for regime in (get_regime(r) for r in suite_regimes(name)):
+        log(f"regime {regime.name}: {regime.summary}")
+        suite.load.append(os.getloadavg()[0])
+        data = regime.generate(config, data_seed, scale)
+        bench = run_benchmark(config, data, settings, log=lambda line, r=regime.name: log(f"  {r} {line}"))
+        suite.regimes.append(RegimeResult(regime, bench, regime.ceiling(config), regime.capped(config)))
+        log(f"regime {regime.name}: headroom {100 * suite.regimes[-1].headroom:.1f} pts")
+        suite.seconds = time.perf_counter() - started
+        on_regime(suite)
+    suite.load.append(os.getloadavg()[0])
+    suite.seconds = time.perf_counter() - started
+    return suite
+
+
+def run_quick(config: ModelConfig, settings: BenchSettings, log: Callable[[str], None] = print) -> SuiteResult:
+    """The CI preset: one regime, small; raises :class:`SaturatedBenchmark` below the bar."""
+    quick = replace(settings, **QUICK)
+    suite = run_suite(QUICK_REGIME, config, quick, scale=QUICK_SCALE, log=log)
+    result = suite.regimes[0]
+    if not result.ranks_methods:
+        raise SaturatedBenchmark(
+            f"regime '{result.regime.name}' (quick preset): headroom {100 * result.headroom:.1f} pts "
+            f"(dedicated minus {BASELINE}) is below {100 * MIN_HEADROOM:.0f} pts; the benchmark can no "
+            "longer tell methods apart (see docs/dataset.md)")
+    return suite
+
+
+def suite_regimes(name: str) -> tuple[str, ...]:
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")
+    return SUITES[name]
