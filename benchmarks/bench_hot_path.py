@@ -32,14 +32,13 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_runtime import Monolithic  # noqa: E402
+from bench_runtime import Monolithic, timed_block  # noqa: E402
 
 from edgemoe.core.mask import all_masks, is_present, mask_label  # noqa: E402
 from edgemoe.engines.onnxruntime.engine import OrtEngine  # noqa: E402
@@ -119,19 +118,10 @@ def measure(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     per_round = {(m, v): [] for m in masks for v in VARIANTS}
     samples = {(m, v): [] for m in masks for v in VARIANTS}
-    clock = time.perf_counter
     for r in range(args.rounds):
         for mask in masks:
-            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
-            for variant in order:
-                inputs, call = prepared[mask][variant]
-                for x in inputs[: args.warmup]:
-                    call(x)
-                took = []
-                for x in inputs:
-                    t0 = clock()
-                    call(x)
-                    took.append(clock() - t0)
+            for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
+                took = timed_block(*prepared[mask][variant], args.warmup)
                 per_round[(mask, variant)].append(float(np.median(took)))
                 samples[(mask, variant)] += took
     load_after = os.getloadavg()

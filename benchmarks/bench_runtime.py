@@ -143,18 +143,10 @@ def measure(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     samples = {(m, v): [] for m in masks for v in VARIANTS}
     per_round = {(m, v): [] for m in masks for v in VARIANTS}
-    clock = time.perf_counter
     for _ in range(args.rounds):
         for mask in masks:
             for variant in prepared[mask]:
-                inputs, call = prepared[mask][variant]
-                for x in inputs[: args.warmup]:
-                    call(x)
-                got = []
-                for x in inputs:
-                    t0 = clock()
-                    call(x)
-                    got.append(clock() - t0)
+                got = timed_block(*prepared[mask][variant], args.warmup)
                 samples[(mask, variant)] += got
                 per_round[(mask, variant)].append(float(np.median(got)))
     load_after = os.getloadavg()
@@ -165,6 +157,18 @@ def measure(args: argparse.Namespace) -> dict:
     return {"masks": masks, "names": runtime.sensor_names, "samples": samples, "per_round": per_round,
             "fused": fused_cost,
             "profile": profile, "load": (load_before, load_after), "rounds": args.rounds, "frames": args.frames}
+
+
+def timed_block(inputs: list, call: callable, warmup: int) -> list[float]:
+    """Seconds per call of ``call`` on each of ``inputs``, after ``warmup`` untimed calls."""
+    for x in inputs[:warmup]:
+        call(x)
+    clock, took = time.perf_counter, []
+    for x in inputs:
+        t0 = clock()
+        call(x)
+        took.append(clock() - t0)
+    return took
 
 
 def ratio_stats(per_round: dict, mask: int, a: str, b: str) -> tuple[float, float, float]:

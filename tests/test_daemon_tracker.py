@@ -113,3 +113,14 @@ def test_returning_sensor_is_back_within_one_hold_window(config: ModelConfig) ->
         seq += 1
         feed_all(tracker, config, t, seq)
     assert t - back <= HOLD + 0.011
+
+
+def test_the_runtime_input_is_every_sensors_last_good_frame_as_a_batch_of_one(config: ModelConfig) -> None:
+    tracker = AvailabilityTracker(config, hold_s=HOLD)
+    inputs = tracker.inputs
+    assert [a.shape for a in inputs.values()] == [(1, *s.shape) for s in config.sensors]
+    assert tracker.accept(frame(config, 2, 1, 3.0), 0.0) is None
+    assert tracker.accept(frame(config, 2, 2, np.nan), 0.01) == NON_FINITE
+    assert tracker.inputs is inputs and (inputs[2] == 3.0).all()  # same arrays, last good frame kept
+    names = config.sensor_names
+    assert (tracker.frames(0b0100)[names[2]] == 3.0).all() and tracker.frames(0b0100)[names[0]] is None

@@ -1,35 +1,30 @@
-"""The demo's scripted stream and replay, on the fixtures' engines (the full demo trains; CI skips it)."""
+"""The demo's scripted stream, replayed through the daemon's own replay source, tracker and loop,
+on the fixtures' engines (the full demo trains; CI skips it)."""
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from edgemoe.data.dataset import Split
-from edgemoe.recipes.demo import compact_engines, default_script, replay, scripted_frames
-from edgemoe.runtime.runtime import NON_FINITE, Runtime
+from edgemoe.recipes.demo import compact_engines, default_script, replay, replayed
+from edgemoe.runtime.runtime import Runtime
 
 
-def test_script_applies_outages_as_absent_or_nan(dataset: dict[str, Split]) -> None:
-    frames = list(scripted_frames(dataset["test"], default_script(100), 100, np.random.default_rng(0)))
-    assert len(frames) == 100
-    _, at_12, _ = frames[12]
-    assert at_12["camera"] is None and at_12["imu"] is not None
-    _, at_27, _ = frames[27]
-    assert at_27["camera"] is None and np.isnan(at_27["imu"]).all()
-    _, at_96, _ = frames[96]
-    assert all(v is None for v in at_96.values())
+def test_script_is_the_daemons_dropouts_scaled_to_the_stream() -> None:
+    script = default_script(100)
+    assert {(d.sensor, d.mode) for d in script if d.start_s <= 27 * 0.5 < d.end_s} == {
+        ("camera", "silent"), ("imu", "nan")}
+    assert len([d for d in script if d.start_s <= 96 * 0.5 < d.end_s]) == 4
 
 
-def test_replay_follows_the_script(engines_dir: Path, dataset: dict[str, Split],
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_follows_the_script(engines_dir: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runtime = Runtime.load(engines_dir)
-    seen = [runtime.infer(f) for _, f, _ in scripted_frames(dataset["test"], default_script(100), 100,
-                                                             np.random.default_rng(0))]
-    assert seen[0].mask == 0b1111 and seen[12].mask == 0b1110 and seen[27].mask == 0b1010
-    assert seen[27].missing["imu"] == NON_FINITE
-    assert seen[80].mask == 0b1000 and seen[96].label is None
-    replay(runtime, dataset["test"], 100, 10)
+    seen = {t: record for t, record, _ in replayed(runtime, dataset_dir, 100)}
+    assert seen[0]["mask"] == 0b1111 and seen[12]["mask"] == 0b1110  # camera silent
+    assert seen[27]["mask"] == 0b1010  # camera silent, imu sends NaN (dropped by the tracker)
+    assert seen[27]["missing"] == {"camera": "absent", "imu": "absent"}
+    assert seen[80]["mask"] == 0b1000
+    assert seen[96]["label"] is None and seen[96]["reason"] == "no sensor available"
+    replay(runtime, dataset_dir, 100, 10)
     out = capsys.readouterr().out
     assert "replay summary" in out and "no prediction" in out
 

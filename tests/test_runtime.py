@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgemoe.core.errors import FrameError
+from edgemoe.core.mask import all_masks, is_present
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.runtime.runtime import ABSENT, NO_SENSOR, NON_FINITE, Runtime
@@ -81,3 +82,18 @@ def test_runtime_accuracy_follows_the_mask_structure(runtime: Runtime, dataset: 
     test = dataset["test"]
     acc = {m: float((runtime.infer_batch(test.frames, m).argmax(1) == test.label).mean()) for m in (1, 15)}
     assert acc[15] > acc[1] > 1 / config.num_classes
+
+
+def test_the_trusted_door_gives_the_checked_doors_answer_on_every_mask(runtime: Runtime,
+                                                                         frame: dict[str, np.ndarray]) -> None:
+    names = runtime.sensor_names
+    every = {i: frame[n][None] for i, n in enumerate(names)}  # frames of absent sensors are not read
+    for mask in all_masks(len(names)):
+        checked = runtime.infer({n: (frame[n] if is_present(mask, i) else None) for i, n in enumerate(names)})
+        trusted = runtime.run(mask, every)
+        assert trusted.mask == checked.mask == mask and trusted.engines == checked.engines
+        np.testing.assert_allclose(trusted.probs, checked.probs, atol=1e-6)
+        assert trusted.missing == checked.missing and trusted.sensors == checked.sensors
+    nothing = runtime.run(0, {})
+    assert nothing.label is None and nothing.reason == NO_SENSOR
+    assert nothing.missing == {n: ABSENT for n in names}

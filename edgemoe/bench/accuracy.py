@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from edgemoe.core.errors import ConfigError
 from edgemoe.core.mask import all_masks, full_mask, mask_of, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
@@ -149,7 +150,7 @@ def plan_tasks(settings: BenchSettings) -> list[BenchTask]:
             rates = (None,) if method == DEDICATED else (None, *settings.rates)
             tasks += [BenchTask(method, seed, rate) for rate in rates]
     cost = {DEDICATED: 4, "confsmoe": 3, "mars": 2}
-    return sorted(tasks, key=lambda t: -cost.get(t.method, 1))
+    return sorted(tasks, key=lambda t: -cost.get(t.method.split("+")[0], 1) - ("+fusion" in t.method))
 
 
 def run_task(task: BenchTask, config: ModelConfig, data: dict[str, Split], settings: BenchSettings,
@@ -226,11 +227,24 @@ def _gather(result: BenchResult, done: dict[BenchTask, TaskResult], settings: Be
             result.masks.setdefault(method, {})[seed] = next(r.masks for r in parts if r.task.rate is None)
 
 
+# ``method+option`` variants: the same method with a part or a training rule switched on.
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "fusion": ("model", {"fusion": "attention"}),  # cross-sensor fusion stage
+    "uniform": ("training", {"mask_sampling": "uniform"}),  # every combination trained equally
+}
+
+
 def _seeded(config: ModelConfig, method: str, seed: int, s: BenchSettings, threads: int) -> ModelConfig:
     epochs = s.epochs or config.training.epochs
-    training = {"seed": seed, "epochs": epochs, "threads": threads,
-                "select_from_epoch": s.select_from(epochs)}
-    model = {"method": "smoe" if method == DEDICATED else method}
+    base, *options = method.split("+")
+    training: dict[str, object] = {"seed": seed, "epochs": epochs, "threads": threads,
+                                   "select_from_epoch": s.select_from(epochs)}
+    model: dict[str, object] = {"method": "smoe" if base == DEDICATED else base}
+    for option in options:
+        if option not in VARIANTS:
+            raise ConfigError(f"method '{method}': unknown option '{option}' (known: {sorted(VARIANTS)})")
+        part, update = VARIANTS[option]
+        (model if part == "model" else training).update(update)
     return config.model_copy(update={"model": config.model.model_copy(update=model),
                                      "training": config.training.model_copy(update=training)})
 

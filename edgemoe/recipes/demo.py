@@ -1,60 +1,97 @@
 """``edgemoe demo``: the whole pipeline once, on this machine, in a few minutes.
 
-synthesise -> train -> evaluate -> export -> build (cpu) -> replay a sensor stream with scripted
-dropouts through the runtime, printing per frame the live mask, the engines chosen and the
-prediction; ends with accuracy per mask and latency p50/p99.
+synthesise -> train -> evaluate -> export -> build (cpu) -> replay the test split with scripted
+dropouts through the daemon's own replay source, tracker and loop, printing per frame the live
+mask, the engines chosen and the prediction; ends with accuracy per mask and latency p50/p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from edgemoe.core.mask import mask_label
-from edgemoe.data.dataset import Split
+from edgemoe.daemon.config import Dropout
 from edgemoe.recipes.conventions import refuse_overwrite
+
+if TYPE_CHECKING:
+    from edgemoe.runtime.runtime import Runtime
 
 console = Console()
 
 
-@dataclass(frozen=True)
-class Outage:
-    """Frames ``start..stop`` lose ``sensors``; ``nan`` sends NaN-filled frames instead of none."""
-
-    start: int
-    stop: int
-    sensors: tuple[str, ...]
-    nan: bool = False
+PERIOD_S = 0.5  # seconds each recorded sample is replayed for (the daemon's Replay.sample_period_s)
 
 
-def default_script(frames: int) -> list[Outage]:
-    """A robot's bad afternoon, scaled to the stream length."""
-    f = frames / 100
+def default_script(frames: int) -> list[Dropout]:
+    """A robot's bad afternoon, scaled to the stream length, as the daemon's replay dropouts."""
+    pct = frames / 100 * PERIOD_S  # seconds per 1% of the stream
+
+    def out(sensors: tuple[str, ...], start: int, stop: int, mode: str = "silent") -> list[Dropout]:
+        return [Dropout(sensor=s, start_s=start * pct, end_s=stop * pct, mode=mode) for s in sensors]
+
     return [
-        Outage(int(10 * f), int(30 * f), ("camera",)),  # camera unplugged
-        Outage(int(25 * f), int(40 * f), ("imu",), nan=True),  # IMU driver emits NaN
-        Outage(int(50 * f), int(65 * f), ("scan", "odom")),  # scan and odometry lost together
-        Outage(int(75 * f), int(90 * f), ("camera", "scan", "imu")),  # only odometry left
-        Outage(int(95 * f), int(97 * f), ("camera", "scan", "imu", "odom")),  # total blackout
+        *out(("camera",), 10, 30),  # camera unplugged
+        *out(("imu",), 25, 40, "nan"),  # IMU driver emits NaN
+        *out(("scan", "odom"), 50, 65),  # scan and odometry lost together
+        *out(("camera", "scan", "imu"), 75, 90),  # only odometry left
+        *out(("camera", "scan", "imu", "odom"), 95, 97),  # total blackout
     ]
 
 
-def scripted_frames(split: Split, script: list[Outage], count: int, rng: np.random.Generator):
-    """Yield ``(index, frames, label)`` with the script's outages applied."""
-    order = rng.permutation(len(split))[:count]
-    for t, i in enumerate(order):
-        frames: dict[str, np.ndarray | None] = {k: v[i] for k, v in split.frames.items()}
-        for outage in script:
-            if outage.start <= t < outage.stop:
-                for name in outage.sensors:
-                    frames[name] = np.full_like(split.frames[name][i], np.nan) if outage.nan else None
-        yield t, frames, int(split.label[i])
+class _Records:
+    """A daemon sink that keeps the prediction records in memory."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, line: bytes) -> None:
+        self.records.append(json.loads(line))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def replayed(runtime: Runtime, dataset: Path, count: int) -> Iterator[tuple[int, dict[str, Any], int]]:
+    """Replay the test split through the daemon's own path — its ``ReplaySource`` with the
+    scripted dropouts, wire parser, availability tracker (no hysteresis, so the table follows the
+    script) and loop — on a simulated clock, one prediction per recorded sample, taken when every
+    sensor has sent that sample. Yields ``(sample, the daemon's record, true label)``."""
+    from edgemoe.daemon.config import Loop, Replay
+    from edgemoe.daemon.loop import SensorLoop
+    from edgemoe.daemon.metrics import DaemonMetrics, Health
+    from edgemoe.daemon.sources import ReplaySource
+    from edgemoe.daemon.tracker import AvailabilityTracker
+    from edgemoe.data.dataset import load_split
+
+    config = runtime.config
+    labels = load_split(dataset / "test.npz", config).label
+    count = min(count, len(labels))
+    spec = Replay(dataset=dataset, split="test", sample_period_s=PERIOD_S, repeat=False,
+                  dropouts=tuple(default_script(count)))
+    sink = _Records()
+    loop = SensorLoop(runtime, "demo", AvailabilityTracker(config, hold_s=0.0),
+                      [source := ReplaySource(spec, config, clock=lambda: 0.0)], [sink],
+                      DaemonMetrics(config.sensor_names), Health(stale_s=1.0), Loop())
+    for sample in range(count):
+        now = (sample + 0.9) * PERIOD_S
+        for datagram in source.receive(now, limit=1 << 20):
+            loop.ingest(datagram, now)
+        made = len(sink.records)
+        loop.predict(now)
+        if len(sink.records) > made:
+            yield sample, sink.records[-1], int(labels[sample])
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"{len(runtime.bundle.engines)} engines loaded and warmed; {len(runtime.executor.programs)} plans compiled")
 
     console.rule("6/6 replay a sensor stream with scripted dropouts")
-    replay(runtime, data["test"], args.frames, args.show)
+    replay(runtime, out / "data", args.frames, args.show)
     return 0
 
 
@@ -128,24 +165,24 @@ def compact_engines(engines: tuple[str, ...]) -> str:
     return " | ".join(parts)
 
 
-def replay(runtime, split: Split, count: int, show: int) -> None:
+def replay(runtime: Runtime, dataset: Path, count: int, show: int) -> None:
     names = runtime.sensor_names
     stride = max(1, count // max(show, 1))
     hits: dict[int, list[bool]] = defaultdict(list)
     latency: dict[int, list[float]] = defaultdict(list)
     shown = Table("frame", "mask", "engines run", "pred", "true", "expected acc", "latency µs")
     previous = None
-    for t, frames, label in scripted_frames(split, default_script(count), count, np.random.default_rng(0)):
-        pred = runtime.infer(frames)
-        latency[pred.mask].append(pred.latency_s)
-        if pred.label is not None:
-            hits[pred.mask].append(pred.label == label)
-        if t % stride == 0 or pred.mask != previous:
-            engines = compact_engines(pred.engines) or str(pred.reason)
-            expected = "-" if pred.expected_accuracy is None else f"{pred.expected_accuracy:.2f}"
-            shown.add_row(str(t), mask_label(pred.mask, names), engines, str(pred.label), str(label), expected,
-                          f"{pred.latency_s * 1e6:.0f}")
-        previous = pred.mask
+    for t, record, label in replayed(runtime, dataset, count):
+        mask, pred = record["mask"], record["label"]
+        latency[mask].append(record["latency_ms"] * 1e-3)
+        if pred is not None:
+            hits[mask].append(pred == label)
+        if t % stride == 0 or mask != previous:
+            engines = compact_engines(tuple(record["engines"])) or str(record["reason"])
+            expected = "-" if record["expected_accuracy"] is None else f"{record['expected_accuracy']:.2f}"
+            shown.add_row(str(t), mask_label(mask, names), engines, str(pred), str(label), expected,
+                          f"{record['latency_ms'] * 1e3:.0f}")
+        previous = mask
     console.print(shown)
     summary = Table("mask", "frames", "accuracy", "p50 µs", "p99 µs", title="replay summary")
     for mask in sorted(latency):

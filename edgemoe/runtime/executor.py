@@ -243,7 +243,7 @@ class PlanExecutor:
         k, d = layout.top_k, layout.dim
         chosen = top_k_indices(scores, k)
         routed = chosen.reshape(-1)
-        order = np.argsort(routed, kind="stable")  # (token, slot) positions grouped by expert
+        order = routed.argsort(kind="stable")  # (token, slot) positions grouped by expert
         counts = np.bincount(routed, minlength=layout.num_experts)
         rows = self._rows[: order.size]
         np.floor_divide(order, k, out=rows)
@@ -255,7 +255,7 @@ class PlanExecutor:
             if count == 0:
                 continue
             part = slice(lo, lo + count)
-            np.take(flat, rows[part], axis=0, out=engine.input(TOKENS, (count, d)))
+            flat.take(rows[part], axis=0, out=engine.input(TOKENS, (count, d)))
             engine.launch()
             launched.append((stage, engine, part))
             lo += count
@@ -289,7 +289,7 @@ def constant_key(sensor: str, mask: int, constants: Mapping[str, np.ndarray]) ->
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """``[T, k]`` expert indices, highest score first; ties go to the lower index (as torch.topk)."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return (-scores).argsort(axis=1, kind="stable")[:, :k]
 
 
 def top_k_softmax(scores: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -298,7 +298,9 @@ def top_k_softmax(scores: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     ``chosen`` holds the top-k indices highest first, so the chosen scores are the k largest in
     descending order: one sort gives them (equal scores are equal values, whichever index won)."""
     k = chosen.shape[1]
-    picked = np.sort(scores, axis=1)[:, : -k - 1 : -1]
+    ordered = scores.copy()
+    ordered.sort(axis=1)
+    picked = ordered[:, : -k - 1 : -1]
     picked = picked - picked[:, :1]
     np.exp(picked, out=picked)
     picked /= picked.sum(axis=1, keepdims=True)

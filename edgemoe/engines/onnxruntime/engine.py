@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -158,15 +157,10 @@ WARM_EVERY_SIZE_UP_TO = 1024
 
 
 def _runner(session: ort.InferenceSession, binding: ort.IOBinding) -> Callable[[], None]:
-    """A zero-argument call that runs ``binding``. The public ``run_with_iobinding`` spends a few
-    µs per call in Python on WebGPU graph-capture bookkeeping that a CPU or CUDA session never
-    needs; with 10+ stage calls per frame that is measurable, so the C++ entry point is called
-    directly when this onnxruntime exposes it, and the public method otherwise."""
-    inner, handle = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
-    if inner is not None and handle is not None and hasattr(inner, "run_with_iobinding"):
-        capturing = getattr(inner, "is_webgpu_graph_capture_enabled", lambda: False)()
-        if not capturing:
-            return functools.partial(inner.run_with_iobinding, handle, None)
+    """A zero-argument call that runs ``binding`` through ONNX Runtime's public io-binding API.
+    (Calling the private C++ entry point ``session._sess.run_with_iobinding`` instead skips a few
+    Python checks per call; ``benchmarks/results/hot_path_robot4.md`` measures what that would
+    save, ``run/priv`` there.)"""
     return functools.partial(session.run_with_iobinding, binding)
 
 
