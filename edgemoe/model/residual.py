@@ -52,7 +52,12 @@ class ResidualGuidance(nn.Module):
     strict, non-empty subset of it, drawn from the hardness distribution and re-run through the
     front (filler, and any stage after the encoders), so the residual is never zero by
     construction. A sample that recorded one sensor has no such subset and stays out of the
-    partial, residual and distillation terms."""
+    partial, residual and distillation terms.
+
+    Beyond the paper's two cross-entropies (full pass by the feature router, partial pass by the
+    residual router), the partial pass is also scored through the deployed feature router: the
+    reference sees only complete inputs, so without this term the path that serves every
+    incomplete mask at inference learns them only through the distillation."""
 
     draws_partials = True
 
@@ -68,14 +73,17 @@ class ResidualGuidance(nn.Module):
         rows, part = self.sample_partial(trace.present)
         if rows.numel() == 0:  # every sample recorded a single sensor
             zero = output.logits.new_zeros(())
-            return {"partial_task": zero, "residual_balance": zero, "distill": zero, "noise_ordering": zero}
+            return {"partial_task": zero, "partial_deployed": zero, "residual_balance": zero, "distill": zero,
+                    "noise_ordering": zero}
         frames = {name: frame[rows] for name, frame in trace.frames.items()}
         z_part, mask_part = model.fill(trace.observed[rows], part, frames)
         z_full = trace.tokens[rows]
         residual = (z_part - z_full).mean(1)
         res = self.router.route(residual, self.router.score(residual), z_full.shape[1])
         logits_part, _ = model.back(z_part, mask_part, res)
-        fea_part = model.router.score(model.router.units(z_part, mask_part))
+        deployed = model.router(z_part, mask_part)  # what inference will do with this partial input
+        logits_deployed, _ = model.back(z_part, mask_part, deployed)
+        fea_part = deployed.clean
         fea_index, fea_weight = top_k_route(fea_part, res.index.shape[1])
         p_res = torch.zeros_like(res.scores).scatter(1, res.index, res.weight)
         p_fea = torch.zeros_like(fea_part).scatter(1, fea_index, fea_weight)
@@ -84,6 +92,7 @@ class ResidualGuidance(nn.Module):
         self._track_hardness(part, res.index, fea_index)
         return {
             "partial_task": F.cross_entropy(logits_part, labels[rows]),
+            "partial_deployed": F.cross_entropy(logits_deployed, labels[rows]),
             "residual_balance": BALANCE_WEIGHT * load_balance(res),
             "distill": DISTILL_WEIGHT * distill,
             "noise_ordering": NOISE_WEIGHT * noise_ordering(res.scale, (p_res - p_fea).abs().mean(0)),
