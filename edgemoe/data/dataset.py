@@ -63,6 +63,10 @@ class Split:
         """The frames and labels of samples ``index`` (the :class:`SampleSource` protocol)."""
         return SampleBatch({k: v[index] for k, v in self.frames.items()}, self.label[index])
 
+    def to_split(self) -> Split:
+        """Already in memory (a sharded split reads itself in; see ``ShardedSplit.to_split``)."""
+        return self
+
     def subset(self, index: np.ndarray) -> Split:
         mask = None if self.mask is None else self.mask[index]
         return Split({k: v[index] for k, v in self.frames.items()}, self.label[index], mask)

@@ -13,8 +13,15 @@ The models keep state outside their parameters that DDP would otherwise get wron
   after every optimiser step floating buffers are averaged over the ranks (an EMA of the mean
   is the mean of the EMAs when they start equal: the single-process update over the global
   batch) and integer ones (counters, equal on every rank) are taken from rank 0;
-- parameters without a gradient on some steps (gates of experts no token chose, MARS's residual
-  router only in training): ``find_unused_parameters=True``, so DDP marks them ready itself.
+- parameters that only training uses (MARS's residual router; the gate noise when it is off),
+  and parameters used only by ``loss`` (Conf-SMoE's probe). DDP finds unused parameters by
+  walking the autograd graph back from ``forward``'s output; walked from there, the probe looks
+  unused, is marked ready early and then receives a gradient ("marked ready twice").
+  :class:`DistributedModel` therefore walks the graph from the loss: ``forward`` runs DDP's
+  pre-forward step only, and ``loss`` hands the loss to DDP's post-forward step, which walks
+  everything the step used, in ``forward`` or in ``loss``. Static-graph mode was measured to
+  diverge from one process after the first step with parameters that never get gradients,
+  so it is not used.
 """
 
 from __future__ import annotations
@@ -31,11 +38,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 
 class DistributedModel(DistributedDataParallel):
-    """DDP with the model's own ``loss`` reachable, so the training step reads the same with
-    and without DDP: ``output = model(frames, present); loss = model.loss(output, labels)``."""
+    """DDP whose unused-parameter search starts from the loss (see the module docstring), with
+    the model's own ``loss`` reachable, so the training step reads the same with and without
+    DDP: ``output = model(frames, present); loss = model.loss(output, labels)``. Built on DDP's
+    ``_pre_forward``/``_post_forward``, the two halves of its own ``forward`` (torch 2.x)."""
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        inputs, kwargs = self._pre_forward(*inputs, **kwargs)
+        with self._inside_ddp_forward():
+            return self.module(*inputs, **kwargs)
 
     def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.module.loss(*args, **kwargs)
+        loss = self.module.loss(*args, **kwargs)
+        if not torch.is_grad_enabled():
+            return loss
+        return self._post_forward(loss)
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ class Trainer:
         if self.checkpoint is None:
             raise CheckpointError("resume needs the checkpoint path the run writes (--out)")
         saved, state = load_resume_state(self.checkpoint)
-        if saved.config != self.config:
+        if _run_settings(saved.config) != _run_settings(self.config):
             raise CheckpointError(f"{self.checkpoint}: written for another config (model/training settings "
                                   "differ); resume with the same config, or start a new run")
         if state.progress["global_batch"] != global_batch:
@@ -245,3 +245,9 @@ class Trainer:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
                         disable=not self.progress, transient=True)
+
+
+def _run_settings(config: ModelConfig) -> ModelConfig:
+    """What must not change across a resume: all but the per-rank batch (the global batch is
+    checked on its own, so the world size may change) and the thread count."""
+    return config.model_copy(update={"training": config.training.model_copy(update={"batch_size": 1, "threads": 1})})
