@@ -34,6 +34,7 @@ STEPS = 5
 ACCURACY_NOISE = 0.04
 MASK_NOISE = 0.10
 WORLD = 2
+IN_STEP = 1e-6  # ranks apply the same all-reduced update, so their weights agree to rounding at most
 
 
 def _config(config: ModelConfig, **training: object) -> ModelConfig:
@@ -143,13 +144,13 @@ def test_trained_accuracy_per_mask_is_within_noise_of_one_process(ddp_report: di
     assert abs(ddp_report["default_val"]["mean"]["accuracy"] - single.val_table.mean["accuracy"]) <= ACCURACY_NOISE
     worst = max(abs(ddp[m] - one[m]) for m in one)
     assert worst <= MASK_NOISE, f"mask accuracy differs by {worst:.3f}"
-    assert ddp_report["default_diff"] == 0.0, "ranks ended with different weights"
+    assert ddp_report["default_diff"] <= IN_STEP, "ranks ended with different weights"
 
 
 def test_every_method_trains_under_ddp_with_ranks_in_step(ddp_report: dict) -> None:
     assert set(ddp_report["methods"]) == set(METHODS)
     for method, result in ddp_report["methods"].items():
-        assert result["diff"] == 0.0, f"{method}: parameters or buffers differ between ranks"
+        assert result["diff"] <= IN_STEP, f"{method}: parameters or buffers differ between ranks"
         assert np.isfinite(result["loss"]), method
     assert ddp_report["methods"]["mars"]["buffers"]["steps"] > 100, "MARS must reach its second phase"
     assert any(abs(v) > 0 for k, v in ddp_report["methods"]["confsmoe"]["buffers"].items() if k.startswith("raw_mean"))
@@ -183,7 +184,8 @@ def test_torchrun_resumes_a_single_process_run_and_one_process_loads_the_result(
     done = _torchrun("-m", "edgemoe", "train", "--data", str(data), "--out", str(ckpt), "--epochs", "2",
                      "--batch-size", "32", "--threads", "1", "--workers", "1", "--resume", "--no-progress")
     assert "2 process(es) x per-rank batch 32 = global batch 64 (gloo" in done.stdout
-    assert "resuming after epoch 1" in done.stdout and done.stdout.count("wrote") == 1
+    assert "resuming after epoch 1" in done.stdout
+    assert done.stdout.count("wrote") == 1 and done.stdout.count("global batch") == 1, "only rank 0 prints"
     final = load_checkpoint(ckpt)
     assert [row["epoch"] for row in final.info["history"]] == [1, 2]
     with pytest.raises(Exception, match="no training state to resume"):

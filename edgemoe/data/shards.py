@@ -125,7 +125,9 @@ class ShardedSplit:
         self._starts = self._ends - np.asarray(sizes)
         self._maps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self._verified: set[tuple[int, str]] = set()
-        self._recorded = np.concatenate([self._open_labels_and_masks(k) for k in range(len(sizes))])
+        # the recorded masks of the whole split, 2 bytes a sample: the epoch plan draws from them
+        self._recorded = np.concatenate([self._open_labels_and_masks(k).astype(np.uint16)
+                                         for k in range(len(sizes))])
         for k in range(len(sizes)):
             self._check_headers(k)
 
@@ -151,7 +153,7 @@ class ShardedSplit:
             order = np.argsort(rows, kind="stable")  # ascending rows read the map front to back
             picked, rows = picked[order], rows[order]
             arrays = self._arrays(int(k))
-            masks = self._recorded[index[picked]]
+            masks = self._recorded[index[picked]].astype(np.int64)
             label[picked] = arrays["label"][rows]
             for bit, spec in enumerate(self.config.sensors):
                 where = self._file(int(k), f"{spec.name}.npy")
@@ -161,7 +163,7 @@ class ShardedSplit:
     def to_split(self) -> Split:
         """The whole split in memory (validation and test splits are small)."""
         batch = self.read(np.arange(len(self)))
-        return Split(batch.frames, batch.label, self._recorded.copy())
+        return Split(batch.frames, batch.label, self._recorded.astype(np.int64))
 
     def verify(self) -> None:
         """Check the sha256 of every file of every shard (``edgemoe data check``)."""
