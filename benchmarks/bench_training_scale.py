@@ -22,14 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,10 +48,37 @@ def _env(threads: int) -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
 
 
-def _peak_rss() -> tuple[int, int]:
-    """(this process, largest waited child) peak RSS in bytes (Linux reports KiB)."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+def _own_peak_rss() -> int:
+    """This process's peak RSS since it started (``VmHWM``: unlike ``ru_maxrss`` it does not
+    inherit the peak of the process that forked it before ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class ChildPeaks(threading.Thread):
+    """Polls the RSS of this process's children (the loader workers) every 50 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.worker = 0
+        self.total = 0  # this process + all workers at the same instant (shared pages counted twice)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self._stop_event.wait(0.05):
+            try:
+                rss = [c.memory_info().rss for c in me.children(recursive=True)]
+            except psutil.Error:
+                continue
+            self.worker = max([self.worker, *rss])
+            self.total = max(self.total, me.memory_info().rss + sum(rss))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
 
 
 # -- training throughput ----------------------------------------------------------------------------
@@ -118,26 +146,24 @@ def read_worker(data: Path, workers: int, batch: int, max_seconds: float, result
     train = open_sharded(data, config, ("train",))["train"]
     plan = plan_epoch(train, 4, lambda r, g: sample_masks(r, 0.5, 4, g), seed=0, epoch=1, per_rank_batch=batch)
     loader = BatchLoader(train, workers)
+    peaks = ChildPeaks()
+    peaks.start()
     started, samples = time.perf_counter(), 0
     for _, labels, _ in loader.epoch(plan):
         samples += len(labels)
         if time.perf_counter() - started > max_seconds:
             break
     seconds = time.perf_counter() - started
-    del loader  # workers exit and are waited for, so their peak RSS is reported below
-    import gc
-
-    gc.collect()
-    time.sleep(1.0)
-    main, child = _peak_rss()
+    peaks.stop()
     result.write_text(json.dumps({"samples": samples, "seconds": seconds, "of": len(train),
-                                  "rss_main": main, "rss_worker": child}))
+                                  "rss_main": _own_peak_rss(), "rss_worker": peaks.worker,
+                                  "rss_total": peaks.total}))
 
 
 def npz_worker(data: Path, result: Path) -> None:
     config = load_config(None)
     split = load_dataset(data, config, ("train",))["train"]
-    result.write_text(json.dumps({"samples": len(split), "rss_main": _peak_rss()[0]}))
+    result.write_text(json.dumps({"samples": len(split), "rss_main": _own_peak_rss()}))
 
 
 def _child(*args: str) -> dict:
@@ -167,7 +193,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     per = bytes_per_sample()
     load = os.getloadavg()
-    lines = [f"# Training at scale: DDP throughput and the sharded loader's memory", "",
+    lines = ["# Training at scale: DDP throughput and the sharded loader's memory", "",
              f"Machine: {os.cpu_count()} cores, load average at start {load[0]:.1f} / {load[1]:.1f} / "
              f"{load[2]:.1f} (1/5/15 min; the machine is shared), {_mem_gib():.0f} GiB RAM. "
              f"Command: `python benchmarks/bench_training_scale.py --out {args.out}` "
@@ -190,9 +216,10 @@ def main() -> int:
               f"{per} bytes per sample on disk (4 sensors float32 + label + mask). Sharded: "
               f"`BatchLoader(workers=2)`, batch 256, shard size {args.shard_size}, cold page cache, "
               f"first {args.max_seconds:.0f} s of epoch 1 (or the whole epoch). Peak RSS of the "
-              "training process and of its largest loader worker.", "",
-              "| format | dataset | samples | read | samples/s | peak RSS main | peak RSS worker |",
-              "|---|---|---|---|---|---|---|"]
+              "training process (`VmHWM`), of its largest loader worker and of all together (polled every "
+              "50 ms; pages shared between them counted in each).", "",
+              "| format | dataset | samples | read | samples/s | peak RSS main | peak RSS worker | peak RSS all |",
+              "|---|---|---|---|---|---|---|---|"]
     for gib in args.npz_sizes_gib:
         n = int(gib * GIB / per)
         folder = args.work / f"npz_{gib}"
@@ -201,7 +228,7 @@ def main() -> int:
             reps = np.resize(np.arange(len(block)), n)
             save_split(Split({k: v[reps] for k, v in block.frames.items()}, block.label[reps], None), folder / "train.npz")
         r = _child("_npz", str(folder))
-        lines.append(f"| .npz | {gib:.2f} GiB | {r['samples']} | all (load) | - | {r['rss_main'] / GIB:.2f} GiB | - |")
+        lines.append(f"| .npz | {gib:.2f} GiB | {r['samples']} | all (load) | - | {r['rss_main'] / GIB:.2f} GiB | - | - |")
         print(lines[-1], flush=True)
     for gib in args.sizes_gib:
         n = int(gib * GIB / per)
@@ -213,7 +240,7 @@ def main() -> int:
         r = _child("_read", str(folder), "2", "256", str(args.max_seconds))
         lines.append(f"| sharded | {gib:.2f} GiB ({gib / args.budget_gib:.1f}x budget) | {r['of']} | "
                      f"{r['samples']} | {r['samples'] / r['seconds']:.0f} | {r['rss_main'] / GIB:.2f} GiB | "
-                     f"{r['rss_worker'] / GIB:.2f} GiB |")
+                     f"{r['rss_worker'] / GIB:.2f} GiB | {r['rss_total'] / GIB:.2f} GiB |")
         print(lines[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -74,6 +74,16 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path, config: ModelConfi
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sample_without_any_recorded_sensor_is_refused(tmp_path: Path, config: ModelConfig) -> None:
+    split = generate_split(config, 8, seed=1)
+    masks = np.full(8, 15)
+    masks[6] = 0
+    with pytest.raises(DatasetError, match=r"chunk 1 \(split 'val'\): sample 6 has no recorded sensor"):
+        with ShardWriter(tmp_path / "d", config, shard_size=4) as writer:
+            writer.add("val", Split(split.frames, split.label, masks))
+    assert not (tmp_path / "d").exists()
+
+
 def test_writing_over_an_existing_dataset_needs_overwrite(sharded_dir: Path, dataset_dir: Path, config: ModelConfig) -> None:
     with pytest.raises(BundleError, match="exists and is not empty"):
         pack_npz(dataset_dir, sharded_dir, config, SHARD)

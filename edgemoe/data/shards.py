@@ -303,6 +303,8 @@ class ShardWriter:
         self._chunks += 1
         where = f"chunk {self._chunks} (split '{split}')"
         label = check_labels(where, chunk.label, self.config.num_classes)
+        m = self.config.num_sensors
+        recorded = check_mask(where, masks_to_bits(chunk.recorded(m), m), len(label), self.config)
         frames = {}
         for bit, spec in enumerate(self.config.sensors):
             if spec.name not in chunk.frames:
@@ -310,7 +312,7 @@ class ShardWriter:
             frame = chunk.frames[spec.name]
             check_frame_layout(where, spec, frame.shape, frame.dtype, len(label))
             frames[spec.name] = zero_unrecorded(where, spec, frame, chunk.mask, bit)
-        self._pending.setdefault(split, []).append(Split(frames, label, chunk.recorded(self.config.num_sensors)))
+        self._pending.setdefault(split, []).append(Split(frames, label, recorded))
         self._flush(split, final=False)
 
     def _flush(self, split: str, final: bool) -> None:

@@ -4,6 +4,10 @@ Each sample keeps all its sensors with probability ``1 - sensor_dropout``; other
 under a uniformly drawn non-empty mask, so every sensor combination is trained. Selection uses
 the mean validation accuracy over all masks, never the test split, over the epochs from
 ``training.select_from_epoch`` on.
+
+The same loop runs as one process or as one of several DDP processes (:mod:`.distributed`):
+batches come from the epoch plan of :mod:`edgemoe.data.loader`, which gives each rank its slice
+of every global batch, from an in-memory split or from shards on disk.
 """
 
 from __future__ import annotations
