@@ -77,6 +77,7 @@ def plan_epoch(source: SampleSource, num_sensors: int, sampler: MaskSampler, see
     for start in range(0, len(order), global_batch):
         size = min(global_batch, len(order) - start)
         share = -(-size // world_size)
+        mine: slice | np.ndarray
         if share * world_size == size:
             mine = slice(start + rank * share, start + (rank + 1) * share)
         else:  # the last step: pad by wrapping to the start of the order, as DistributedSampler does
@@ -128,9 +129,9 @@ class BatchLoader:
 
     def __init__(self, source: SampleSource, workers: int = 0, prefetch: int = 2) -> None:
         self._sampler = _StepSampler()
-        extra = {"persistent_workers": True, "prefetch_factor": prefetch} if workers else {}
         self._loader = DataLoader(_Reads(source), sampler=self._sampler, batch_size=None,
-                                  num_workers=workers, worker_init_fn=_one_thread, **extra)
+                                  num_workers=workers, worker_init_fn=_one_thread,
+                                  persistent_workers=workers > 0, prefetch_factor=prefetch if workers else None)
 
     def epoch(self, plan: EpochPlan) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]]:
         """``(frames, labels, masks)`` per step of ``plan``."""

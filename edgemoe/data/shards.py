@@ -19,17 +19,17 @@ and renames the finished directory into place, so a failed write never leaves ha
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgemoe.core.bundle import sha256_file, staged_directory
-from edgemoe.core.config import StrictModel, validate_as
-from edgemoe.core.errors import ConfigError, DatasetError
+from edgemoe.core.config import StrictModel, describe
+from edgemoe.core.errors import DatasetError
 from edgemoe.core.mask import masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import (
@@ -89,13 +89,9 @@ def read_index(directory: Path) -> ShardIndex:
     if not path.is_file():
         raise DatasetError(f"{directory}: no {INDEX} (write a sharded dataset with 'edgemoe data pack')")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    try:
-        return validate_as(ShardIndex, data, str(path))
-    except ConfigError as exc:
-        raise DatasetError(str(exc)) from None
+        return ShardIndex.model_validate_json(path.read_text())
+    except ValidationError as exc:  # invalid JSON or a field that does not fit, each named
+        raise DatasetError(f"{path}: {describe(exc)}") from None
 
 
 def _check_schema(index: ShardIndex, config: ModelConfig, directory: Path) -> None:

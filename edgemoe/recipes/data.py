@@ -42,13 +42,13 @@ def validate(args: argparse.Namespace) -> int:
     """Every check of loading; for shards also the sha256 of every file."""
     config = load_config(args.config)
     if is_sharded(args.data):
-        splits = open_sharded(args.data, config)
-        for split in splits.values():
+        shards = open_sharded(args.data, config)
+        for split in shards.values():
             split.verify()
-        kind = "sharded"
+        sizes, kind = {k: len(v) for k, v in shards.items()}, "sharded"
     else:
-        splits, kind = load_dataset(args.data, config), ".npz"
-    print(f"{args.data}: ok, {kind} (" + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + ")")
+        sizes, kind = {k: len(v) for k, v in load_dataset(args.data, config).items()}, ".npz"
+    print(f"{args.data}: ok, {kind} (" + ", ".join(f"{k} {n}" for k, n in sizes.items()) + ")")
     return 0
 
 

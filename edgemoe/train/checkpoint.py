@@ -67,7 +67,8 @@ class ResumeState:
     @classmethod
     def parse(cls, tensors: dict[str, torch.Tensor], metadata: str) -> ResumeState:
         meta = json.loads(metadata)
-        model, slots = {}, {}
+        model: dict[str, torch.Tensor] = {}
+        slots: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             kind, _, rest = key[len(RESUME):].partition("/")
             if kind == "model":

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class DistributedModel(DistributedDataParallel):
@@ -90,7 +92,7 @@ class Cluster:
         if self.backend is not None and dist.is_initialized():
             dist.destroy_process_group()
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: M) -> M | DistributedModel:
         """DDP over ``model`` when there are several processes (it broadcasts rank 0's weights)."""
         if self.world_size == 1:
             return model

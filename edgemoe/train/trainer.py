@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgemoe.core.mask import bits_to_masks, full_mask, masks_to_bits
@@ -29,7 +28,7 @@ from edgemoe.data.loader import BatchLoader, MaskSampler, SampleSource, plan_epo
 from edgemoe.model.registry import build_model
 from edgemoe.model.smoe import SparseMoE
 from edgemoe.train.checkpoint import CheckpointError, ResumeState, load_resume_state, save_checkpoint
-from edgemoe.train.distributed import Cluster
+from edgemoe.train.distributed import Cluster, DistributedModel
 from edgemoe.train.evaluate import EvalTable, evaluate_masks
 
 EpochLog = Callable[[str], None]
@@ -183,7 +182,7 @@ class Trainer:
             return _Best(table.mean["accuracy"], int(row["epoch"]), state, table)
         return best
 
-    def _epoch(self, model: nn.Module, steps: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]],
+    def _epoch(self, model: SparseMoE | DistributedModel, steps: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]],
                optim: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
                tick: Callable[[], None]) -> tuple[float, float, list[float]]:
         """One pass over this rank's steps; returns the loss and accuracy over all ranks, and
