@@ -227,6 +227,9 @@ class Trainer:
         """Load the state :meth:`_save` wrote; refuse a run with another config or global batch."""
         if self.checkpoint is None:
             raise CheckpointError("resume needs the checkpoint path the run writes (--out)")
+        if not self.checkpoint.is_file():
+            raise CheckpointError(f"{self.checkpoint}: nothing to resume (no checkpoint there); "
+                                  "drop --resume to start a new run")
         saved, state = load_resume_state(self.checkpoint)
         if _run_settings(saved.config) != _run_settings(self.config):
             raise CheckpointError(f"{self.checkpoint}: written for another config (model/training settings "
