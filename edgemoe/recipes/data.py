@@ -1,4 +1,4 @@
-"""``edgemoe data synth|check``."""
+"""``edgemoe data synth|check|pack``."""
 
 from __future__ import annotations
 
@@ -21,11 +21,18 @@ def register(parser: argparse.ArgumentParser) -> None:
                             "(docs/dataset.md; 'edgemoe bench accuracy --suite' lists them)")
     synth.add_argument("--force", action="store_true", help="replace an existing dataset directory")
     synth.set_defaults(func=synthesise, interrupted="the dataset directory was not written")
-    check = sub.add_parser("check", help="validate a dataset directory against a config",
-                           description="Validate a dataset directory against a model config.")
-    check.add_argument("data", type=Path, help="dataset directory (train/val/test .npz)")
+    check = sub.add_parser("check", help="validate a dataset directory (.npz or sharded) against a config",
+                           description="Validate a dataset directory (.npz or sharded) against a model config.")
+    check.add_argument("data", type=Path, help="dataset directory (train/val/test .npz, or dataset.json)")
     check.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
     check.set_defaults(func=validate)
+    pack = sub.add_parser("pack", help="convert an .npz dataset into the sharded, streaming format")
+    pack.add_argument("source", type=Path, help="dataset directory with train/val/test .npz")
+    pack.add_argument("--out", type=Path, required=True, help="sharded dataset directory to write")
+    pack.add_argument("--shard-size", type=int, required=True, help="samples per shard")
+    pack.add_argument("--config", type=Path, default=None, help="model config (default: built-in robot4)")
+    pack.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pack.set_defaults(func=pack_shards, interrupted="the sharded dataset was not written")
 
 
 def synthesise(args: argparse.Namespace) -> int:
@@ -49,9 +56,30 @@ def synthesise(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
+    """Every check of loading; for shards also the sha256 of every file."""
     from edgemoe.core.schema import load_config
     from edgemoe.data.dataset import load_dataset
+    from edgemoe.data.shards import is_sharded, open_sharded
 
-    splits = load_dataset(args.data, load_config(args.config))
-    print(f"{args.data}: ok (" + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + ")")
+    config = load_config(args.config)
+    if is_sharded(args.data):
+        shards = open_sharded(args.data, config)
+        for split in shards.values():
+            split.verify()
+        sizes, kind = {k: len(v) for k, v in shards.items()}, "sharded"
+    else:
+        sizes, kind = {k: len(v) for k, v in load_dataset(args.data, config).items()}, ".npz"
+    print(f"{args.data}: ok, {kind} (" + ", ".join(f"{k} {n}" for k, n in sizes.items()) + ")")
+    return 0
+
+
+def pack_shards(args: argparse.Namespace) -> int:
+    from edgemoe.core.schema import load_config
+    from edgemoe.data.shards import pack_npz
+
+    require_directory_path(args.out)
+    refuse_overwrite(args.out, args.force)
+    sizes = pack_npz(args.source, args.out, load_config(args.config), args.shard_size, overwrite=args.force)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+          + f" samples in shards of {args.shard_size}")
     return 0

@@ -2,6 +2,11 @@
 
 safetensors stores raw tensors and a string map, so loading a checkpoint never unpickles code.
 The model config travels inside (``metadata["config"]``), so nothing downstream re-declares it.
+
+While training runs, the checkpoint written after each epoch also carries what ``--resume`` needs
+(the last weights, the optimiser and schedule, the history) under the ``resume/`` key prefix and
+``metadata["resume"]``; :func:`load_checkpoint` ignores them, so any epoch's file is also a plain
+checkpoint of the best model so far, loadable by one process whatever the world size that wrote it.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -22,6 +29,7 @@ from edgemoe.model.registry import build_model
 from edgemoe.model.moe import MoEModel
 
 FORMAT = "edgemoe-checkpoint/1"
+RESUME = "resume/"
 
 
 class CheckpointError(EdgeMoEError):
@@ -35,10 +43,52 @@ class Checkpoint:
     info: dict[str, Any] = field(default_factory=dict)  # history, validation table, seed, ...
 
 
-def save_checkpoint(model: MoEModel, path: Path, info: dict[str, Any]) -> None:
-    """Write atomically: a crash leaves the previous checkpoint, never half a file."""
+@dataclass
+class ResumeState:
+    """Where a run stood after epoch ``epoch``: enough to continue it bit for bit."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]  # the last weights (the checkpoint's own are the best ones)
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    progress: dict[str, Any]  # history, best epoch and score, validation table, global batch
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"{RESUME}model/{k}": v for k, v in self.model.items()}
+        for pid, slots in self.optimizer["state"].items():
+            out.update({f"{RESUME}optim/{pid}/{k}": v for k, v in slots.items()})
+        return out
+
+    def metadata(self) -> str:
+        groups = self.optimizer["param_groups"]
+        return json.dumps({"epoch": self.epoch, "param_groups": groups, "scheduler": self.scheduler,
+                           "progress": self.progress})
+
+    @classmethod
+    def parse(cls, tensors: dict[str, torch.Tensor], metadata: str) -> ResumeState:
+        meta = json.loads(metadata)
+        model: dict[str, torch.Tensor] = {}
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            kind, _, rest = key[len(RESUME):].partition("/")
+            if kind == "model":
+                model[rest] = value
+            else:
+                pid, _, name = rest.partition("/")
+                slots.setdefault(int(pid), {})[name] = value
+        optimizer = {"state": slots, "param_groups": meta["param_groups"]}
+        return cls(meta["epoch"], model, optimizer, meta["scheduler"], meta["progress"])
+
+
+def save_checkpoint(model: MoEModel, path: Path, info: dict[str, Any], resume: ResumeState | None = None,
+                    weights: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Write ``weights`` (default: the model's own) atomically: a crash leaves the previous
+    checkpoint, never half a file. ``resume`` adds what continuing the run needs."""
     metadata = {"format": FORMAT, "config": model.config.to_json(), "info": json.dumps(info)}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in (weights or model.state_dict()).items()}
+    if resume is not None:
+        state.update({k: v.detach().cpu().contiguous() for k, v in resume.tensors().items()})
+        metadata["resume"] = resume.metadata()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -50,7 +100,7 @@ def save_checkpoint(model: MoEModel, path: Path, info: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -61,6 +111,22 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({exc})") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format '{metadata.get('format')}' is not '{FORMAT}'")
+    return state, metadata
+
+
+def load_resume_state(path: Path) -> tuple[Checkpoint, ResumeState]:
+    """The best model so far and where the run stood, from a checkpoint written mid-training."""
+    tensors, metadata = _read(path)
+    if "resume" not in metadata:
+        raise CheckpointError(f"{path}: no training state to resume (the run that wrote it finished; "
+                              "start a new run or choose another --out)")
+    resume = ResumeState.parse({k: v for k, v in tensors.items() if k.startswith(RESUME)}, metadata["resume"])
+    return load_checkpoint(path), resume
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    state, metadata = _read(path)
+    state = {k: v for k, v in state.items() if not k.startswith(RESUME)}
     config = ModelConfig.from_json(metadata["config"], source=f"{path} (embedded config)")
     model = build_model(config)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -17,15 +17,14 @@ recorded, and no rule ever yields an empty mask:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 
 from edgemoe.core.mask import bits_to_masks, full_mask, masks_to_bits
+from edgemoe.data.loader import MaskSampler
 
 MaskSampling = Literal["dropout", "uniform", "availability", "random_rate"]
-MaskSampler = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def sample_masks(recorded: np.ndarray, dropout: float, num_sensors: int, rng: np.random.Generator) -> np.ndarray:
