@@ -16,7 +16,7 @@ from edgemoe.data.synthetic import write_synthetic
 from edgemoe.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgemoe.train.trainer import Trainer
 
-TINY_EPOCHS = 3
+TINY_EPOCHS = 4
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,9 @@ def config() -> ModelConfig:
 
 @pytest.fixture(scope="session")
 def tiny_config(config: ModelConfig) -> ModelConfig:
-    return config.model_copy(update={"training": config.training.model_copy(update={"epochs": TINY_EPOCHS})})
+    # every mask equally often: the tiny model is checked on every mask after a few epochs
+    training = config.training.model_copy(update={"epochs": TINY_EPOCHS, "mask_sampling": "uniform"})
+    return config.model_copy(update={"training": training})
 
 
 @pytest.fixture(scope="session")

@@ -230,6 +230,7 @@ def _gather(result: BenchResult, done: dict[BenchTask, TaskResult], settings: Be
 # ``method+option`` variants: the same method with a part or a training rule switched on.
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fusion": ("model", {"fusion": "attention"}),  # cross-sensor fusion stage
+    "fusion2": ("model", {"fusion": "attention", "fusion_layers": 2}),  # two attention blocks
     "uniform": ("training", {"mask_sampling": "uniform"}),  # every combination trained equally
 }
 

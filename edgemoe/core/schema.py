@@ -70,10 +70,11 @@ class ModelSpec(StrictModel):
     expert_hidden: int = Field(64, ge=1)
     gate: Literal["softmax", "laplace", "gaussian"] = "softmax"
     noisy_gating: bool = True
-    # Cross-sensor fusion before the MoE: one masked self-attention layer over the present
-    # sensors' tokens (edgemoe/model/fusion.py), or none.
+    # Cross-sensor fusion before the MoE: masked self-attention blocks over the present sensors'
+    # tokens (edgemoe/model/fusion.py), or none.
     fusion: Literal["none", "attention"] = "none"
     fusion_heads: int = Field(4, ge=1)
+    fusion_layers: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _k_fits(self) -> ModelSpec:

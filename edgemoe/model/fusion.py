@@ -1,4 +1,4 @@
-"""Cross-sensor fusion: one masked self-attention layer over the present sensors' tokens.
+"""Cross-sensor fusion: masked self-attention over the present sensors' tokens.
 
 Per-sensor encoders, per-token experts and a mean pool never let sensors inform each other, so
 the best use of one sensor could not depend on which others are present (a disturbance that hits
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 
-class TokenFusion(nn.Module):
+class AttentionBlock(nn.Module):
     """``LN(x + MHA(x))`` then ``LN(x + FFN(x))`` over the tokens that count."""
 
     def __init__(self, dim: int, heads: int, hidden: int) -> None:
@@ -43,3 +43,16 @@ class TokenFusion(nn.Module):
         x = self.norm1(tokens + self.out(mixed))
         x = self.norm2(x + self.ffn(x))
         return x if token_mask is None else x * token_mask.unsqueeze(-1)
+
+
+class TokenFusion(nn.Module):
+    """``layers`` attention blocks: the exported ``fusion`` stage."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, layers: int = 1) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(AttentionBlock(dim, heads, hidden) for _ in range(layers))
+
+    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            tokens = block(tokens, token_mask)
+        return tokens

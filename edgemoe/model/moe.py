@@ -100,7 +100,7 @@ class MoEModel(nn.Module):
             {s.name: SensorEncoder(s, spec.tokens_per_sensor, spec.dim) for s in config.sensors}
         )
         self.filler = filler
-        self.fusion = (TokenFusion(spec.dim, spec.fusion_heads, spec.expert_hidden)
+        self.fusion = (TokenFusion(spec.dim, spec.fusion_heads, spec.expert_hidden, spec.fusion_layers)
                        if spec.fusion == "attention" else None)
         self.router = router
         self.experts = experts
