@@ -204,9 +204,10 @@ def plot(result: BenchResult, path: Path, title: str, ceiling: dict[int, float] 
                    linewidths=2, label="Bayes ceiling", zorder=3)
     ax.set_xticks(x + 0.4 - width / 2, labels, rotation=40, ha="right", fontsize=11)
     ax.set_ylabel("test accuracy (mean over seeds)", fontsize=12)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)  # room above 1.0 for the legend, clear of every bar
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=10, ncol=min(len(result.masks) + 1, 7), loc="lower right")
+    ax.legend(fontsize=10, ncol=min(len(result.masks) + 1, 7), loc="upper center")
     ax.set_title(title, fontsize=12)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
