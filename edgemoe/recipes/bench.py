@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgemoe.bench.accuracy import BenchSettings, run_benchmark
 from edgemoe.bench.report import write_outputs, write_suite_outputs
-from edgemoe.bench.suite import SUITES, run_quick, run_suite
+from edgemoe.bench.suite import SUITE_EPOCHS, SUITES, run_quick, run_suite
 from edgemoe.core.errors import DatasetError
 from edgemoe.core.schema import ModelConfig, load_config
 from edgemoe.data.dataset import Split, load_dataset
@@ -34,7 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="file stem of the results (default: 'accuracy' or the suite name)")
     parser.add_argument("--methods", default=None, help="comma list (default: all)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, the benchmark budget)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default 15 with --data, {SUITE_EPOCHS} with --suite)")
     parser.add_argument("--train-limit", type=int, default=None, help="cap training samples")
     parser.add_argument("--rates", default=None,
                         help="comma list of random-rate settings (default 0.1,0.3,0.5 with --data, none with "
@@ -45,8 +46,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select-all-epochs", action="store_true",
                         help="validate every epoch (default: only the second half, where the best epoch lies)")
     parser.add_argument("--quick", action="store_true",
-                        help="CI preset. --data: 1 seed, 1 epoch, rate 0.5, 512 samples. --suite: one regime at half "
-                             "size, smoe and dedicated only, 8 epochs; fails if its headroom is below 5 pts")
+                        help="CI preset. --data: 1 seed, 1 epoch, rate 0.5, 512 samples. --suite: the nuisance regime, "
+                             "1 seed, smoe and dedicated only; fails if its headroom is below 5 pts")
     parser.add_argument("--note", default="", help="text put under the title (e.g. what was reduced)")
     parser.set_defaults(func=run)
 
@@ -79,7 +80,7 @@ def _settings(args: argparse.Namespace) -> BenchSettings:
     preset = QUICK if args.quick and not args.regimes else {}
     settings = BenchSettings(**preset, jobs=max(1, args.jobs), select_late=not args.select_all_epochs)
     if args.regimes and not args.quick:
-        settings.rates = ()
+        settings.rates, settings.epochs = (), SUITE_EPOCHS
     if args.methods:
         settings.methods = tuple(args.methods.split(","))
     if args.seeds:
