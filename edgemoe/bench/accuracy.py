@@ -32,7 +32,7 @@ from edgemoe.data.dataset import Split
 from edgemoe.export.bundle import expected_accuracy
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
 from edgemoe.train.evaluate import evaluate_masks, score
-from edgemoe.train.trainer import Trainer, TrainResult, drop_cells, to_tensors, torch_predictor
+from edgemoe.train.trainer import MaskSampler, Trainer, TrainResult, drop_cells, to_tensors, torch_predictor
 
 Predictor = Callable[[dict[str, np.ndarray], int], np.ndarray]
 METRICS = ("accuracy", "macro_f1", "auroc")
@@ -92,7 +92,8 @@ class TaskResult:
     cpu_seconds: float  # the worker's CPU time: what the task costs on an idle core
 
 
-def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> TrainResult:  # type: ignore[no-untyped-def]
+def _train(config: ModelConfig, train: Split, val: Split, sampler: MaskSampler | None = None,
+           select: list[int] | None = None) -> TrainResult:
     return Trainer(config, log=lambda line: None, progress=False, mask_sampler=sampler,
                    select_masks=select).fit(train, val)
 

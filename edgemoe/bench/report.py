@@ -42,7 +42,7 @@ def _ms(values: Sequence[float]) -> str:
     return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
 
 
-def _pct(value: float) -> str:
+def _pct(value: float | np.floating) -> str:
     return "–" if not np.isfinite(value) else f"{100 * value:.1f}"
 
 

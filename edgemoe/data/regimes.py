@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def _loading(seed: int, strength: float = 1.0) -> tuple[tuple[float, ...], ...]:
 # IMU accelerometer in m/s^2 (gravity on z) and gyroscope in rad/s; odometry as speed (m/s),
 # yaw rate (rad/s), left/right wheel ticks, battery (V), motor temperature (degC), current (A),
 # pitch (rad).
-UNITS = {
+UNITS: dict[str, dict[str, Any]] = {
     "camera": {"offset": 110.0, "scale": 30.0},
     "scan": {"offset": 3000.0, "scale": 80.0},
     "imu": {"offset": (0.0, 0.0, 9.81, 0.002, -0.001, 0.0005), "scale": (0.3, 0.3, 0.3, 0.01, 0.01, 0.01)},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from edgemoe.bench.accuracy import BenchSettings, run_benchmark
 from edgemoe.bench.report import write_outputs, write_suite_outputs
@@ -17,7 +18,7 @@ from edgemoe.core.errors import DatasetError
 from edgemoe.core.schema import ModelConfig, load_config
 from edgemoe.data.dataset import Split, load_dataset
 
-QUICK = {"seeds": (0,), "rates": (0.5,), "epochs": 1, "train_limit": 512}
+QUICK: dict[str, Any] = {"seeds": (0,), "rates": (0.5,), "epochs": 1, "train_limit": 512}
 DEFAULT_OUT = Path("runs/bench")
 
 
