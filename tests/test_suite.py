@@ -100,8 +100,10 @@ def test_headroom_and_headroom_closed(config: ModelConfig) -> None:
 
 def test_report_refuses_to_rank_on_a_saturated_regime_and_flags_expert_load(config: ModelConfig) -> None:
     tight = RegimeResult(get_regime("units"), _fake_bench(config, {"smoe": 0.80, DEDICATED: 0.81}, share=0.6), None, [])
-    wide = RegimeResult(get_regime("nuisance"), _fake_bench(config, {"smoe": 0.70, DEDICATED: 0.80}), None, [])
+    ceiling = {c: 0.90 for c in all_masks(config.num_sensors)}
+    wide = RegimeResult(get_regime("nuisance"), _fake_bench(config, {"smoe": 0.70, DEDICATED: 0.80}), ceiling, [])
     text = suite_markdown(SuiteResult("failures", [tight, wide]), "t")
+    assert "below Bayes ceiling" in text and "| smoe | 70.0 ± 0.0 |" in text and "| 20.0 |" in text
     assert "Headroom 1.0 pts < 5: not used to rank methods." in text
     assert text.count("not used to rank") == 1
     assert "0.60 ⚠" in text  # 2/N = 0.5 for 4 experts

@@ -30,6 +30,7 @@ from edgemoe.core.errors import ConfigError
 from edgemoe.core.mask import all_masks, full_mask, mask_of, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
+from edgemoe.data.loader import MaskSampler
 from edgemoe.export.bundle import expected_accuracy
 from edgemoe.train.dedicated import dedicated_config, own_mask, project_split
 from edgemoe.train.evaluate import evaluate_masks, score
@@ -94,7 +95,8 @@ class TaskResult:
     cpu_seconds: float  # the worker's CPU time: what the task costs on an idle core
 
 
-def _train(config: ModelConfig, train: Split, val: Split, sampler=None, select=None) -> TrainResult:  # type: ignore[no-untyped-def]
+def _train(config: ModelConfig, train: Split, val: Split, sampler: MaskSampler | None = None,
+           select: list[int] | None = None) -> TrainResult:
     return Trainer(config, log=lambda line: None, progress=False, mask_sampler=sampler,
                    select_masks=select).fit(train, val)
 

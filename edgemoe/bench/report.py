@@ -42,7 +42,7 @@ def _ms(values: Sequence[float]) -> str:
     return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
 
 
-def _pct(value: float) -> str:
+def _pct(value: float | np.floating) -> str:
     return "–" if not np.isfinite(value) else f"{100 * value:.1f}"
 
 
@@ -63,14 +63,16 @@ def settings_line(result: BenchResult) -> str:
             "Values: mean (± std) over seeds, in %.")
 
 
-def method_table(result: BenchResult, capped: Sequence[int] = ()) -> list[str]:
-    """One row per method: the numbers that rank it."""
+def method_table(result: BenchResult, capped: Sequence[int] = (), ceiling: dict[int, float] | None = None) -> list[str]:
+    """One row per method: the numbers that rank it (and its distance to the Bayes ceiling, the
+    yardstick where dedicated models are no upper reference, e.g. under skewed availability)."""
     m, n_exp = result.config.num_sensors, result.config.model.num_experts
     masks = all_masks(m)
     uncapped = [c for c in masks if c not in capped]
     sizes = range(1, m + 1)
     cols = ["method", "mean", "worst mask"] + [f"{k} sensor{'s' * (k > 1)}" for k in sizes]
     cols += ["uncapped masks", "capped masks"] if capped else []
+    cols += ["below Bayes ceiling"] if ceiling else []
     cols += ["headroom closed", "calibration error", f"max expert share (cap 2/N = {2 / n_exp:.2f})"]
     lines = _header(cols)
     for method, by_setting in result.scores.items():
@@ -80,6 +82,8 @@ def method_table(result: BenchResult, capped: Sequence[int] = ()) -> list[str]:
         cells += [_pct(np.mean([acc[c] for c in masks if bin(c).count("1") == k])) for k in sizes]
         if capped:
             cells += [_pct(np.mean([acc[c] for c in uncapped])), _pct(np.mean([acc[c] for c in capped]))]
+        if ceiling:
+            cells.append(_pct(np.mean([ceiling[c] - acc[c] for c in masks])))
         closed = headroom_closed(result, method)
         cells.append("–" if not np.isfinite(closed) else f"{100 * closed:.0f}%")
         cells.append(_ms([v.get("calibration_error", np.nan) for v in seeds]))
@@ -138,7 +142,7 @@ def settings_table(result: BenchResult) -> list[str]:
 
 def bench_section(result: BenchResult, ceiling: dict[int, float] | None = None, capped: Sequence[int] = (),
                   png: str | None = None) -> list[str]:
-    lines = [settings_line(result), "", *method_table(result, capped), ""]
+    lines = [settings_line(result), "", *method_table(result, capped, ceiling), ""]
     if capped:
         lines += [f"Capped masks (by construction): {', '.join(mask_label(c, result.config.sensor_names) for c in capped)}.", ""]
     lines += mask_tables(result, ceiling, capped) + [""]
@@ -204,9 +208,10 @@ def plot(result: BenchResult, path: Path, title: str, ceiling: dict[int, float] 
                    linewidths=2, label="Bayes ceiling", zorder=3)
     ax.set_xticks(x + 0.4 - width / 2, labels, rotation=40, ha="right", fontsize=11)
     ax.set_ylabel("test accuracy (mean over seeds)", fontsize=12)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)  # room above 1.0 for the legend, clear of every bar
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=10, ncol=min(len(result.masks) + 1, 7), loc="lower right")
+    ax.legend(fontsize=10, ncol=min(len(result.masks) + 1, 7), loc="upper center")
     ax.set_title(title, fontsize=12)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +220,7 @@ def plot(result: BenchResult, path: Path, title: str, ceiling: dict[int, float] 
 
 
 def _raw(result: BenchResult) -> dict[str, object]:
-    return {"scores": result.scores, "masks": result.masks, "seconds": result.seconds}
+    return {"scores": result.scores, "masks": result.masks, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds}
 
 
 def write_outputs(result: BenchResult, out_dir: Path, stem: str, title: str, note: str = "") -> list[Path]:
@@ -237,7 +242,7 @@ def write_suite_outputs(suite: SuiteResult, out_dir: Path, stem: str, title: str
         paths.append(png)
     md, raw = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
     md.write_text(suite_markdown(suite, title, note, pngs))
-    raw.write_text(json.dumps({"seconds": suite.seconds, "regimes": {
+    raw.write_text(json.dumps({"seconds": suite.seconds, "load": suite.load, "regimes": {
         r.regime.name: {"headroom": r.headroom, "ceiling": r.ceiling, "capped": r.capped, **_raw(r.bench)}
         for r in suite.regimes}}, indent=1, default=str))
     return [md, raw, *paths]

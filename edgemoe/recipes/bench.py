@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgemoe.recipes.conventions import refuse_overwrite
 
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     from edgemoe.core.schema import ModelConfig
     from edgemoe.data.dataset import Split
 
-QUICK = {"seeds": (0,), "rates": (0.5,), "epochs": 1, "train_limit": 512}
+QUICK: dict[str, Any] = {"seeds": (0,), "rates": (0.5,), "epochs": 1, "train_limit": 512}
 DEFAULT_OUT = Path("runs/bench")
 
 
@@ -38,7 +37,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace existing results of the same name")
     parser.add_argument("--methods", default=None, help="comma list (default: all)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, the benchmark budget)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default 15 with --data, the suite's budget with --suite)")
     parser.add_argument("--train-limit", type=int, default=None, help="cap training samples")
     parser.add_argument("--rates", default=None,
                         help="comma list of random-rate settings (default 0.1,0.3,0.5 with --data, none with "
@@ -49,8 +49,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select-all-epochs", action="store_true",
                         help="validate every epoch (default: only the second half, where the best epoch lies)")
     parser.add_argument("--quick", action="store_true",
-                        help="CI preset. --data: 1 seed, 1 epoch, rate 0.5, 512 samples. --suite: one regime at half "
-                             "size, smoe and dedicated only, 8 epochs; fails if its headroom is below 5 pts")
+                        help="CI preset. --data: 1 seed, 1 epoch, rate 0.5, 512 samples. --suite: the nuisance regime, "
+                             "1 seed, smoe and dedicated only; fails if its headroom is below 5 pts")
     parser.add_argument("--note", default="", help="text put under the title (e.g. what was reduced)")
     parser.set_defaults(func=run, interrupted="no results were written")
 
@@ -90,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> BenchSettings:
     from edgemoe.bench.accuracy import BenchSettings
+    from edgemoe.bench.suite import SUITE_EPOCHS
 
     preset = QUICK if args.quick and not args.regimes else {}
     settings = BenchSettings(**preset, jobs=max(1, args.jobs), select_late=not args.select_all_epochs)
     if args.regimes and not args.quick:
-        settings.rates = ()
+        settings.rates, settings.epochs = (), SUITE_EPOCHS
     if args.methods:
         settings.methods = tuple(args.methods.split(","))
     if args.seeds:
