@@ -48,9 +48,18 @@ def test_wrong_shape_names_sensor_expected_and_found(tmp_path: Path, config: Mod
 
 def test_wrong_dtype_is_named(tmp_path: Path, config: ModelConfig) -> None:
     arrays = _good(config)
-    arrays["imu"] = arrays["imu"].astype(np.float64)
-    with pytest.raises(DatasetError, match=r"sensor 'imu'.*found .*dtype float64"):
+    arrays["imu"] = arrays["imu"].astype(np.int32)
+    with pytest.raises(DatasetError, match=r"sensor 'imu'.*found .*dtype int32"):
         load_split(_write(tmp_path, **arrays), config)
+
+
+def test_float64_frames_are_cast_with_a_warning(tmp_path: Path, config: ModelConfig) -> None:
+    arrays = _good(config)
+    arrays["imu"] = arrays["imu"].astype(np.float64)
+    with pytest.warns(UserWarning, match=r"sensor 'imu' is float64, cast to float32"):
+        split = load_split(_write(tmp_path, **arrays), config)
+    assert split.frames["imu"].dtype == np.float32
+    np.testing.assert_array_equal(split.frames["imu"], arrays["imu"].astype(np.float32))
 
 
 def test_nan_in_a_recorded_frame_is_named(tmp_path: Path, config: ModelConfig) -> None:
