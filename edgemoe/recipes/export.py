@@ -33,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
     fuse = parse_mask_selection(args.fuse, ckpt.config.sensor_names)
     manifest = write_bundle(ckpt, args.out, table, args.max_batch, args.force,
                             on_stage=lambda name: print(f"  export {name}"), fuse_masks=fuse)
-    print(f"wrote {args.out}: {len(manifest['stages'])} stages, {len(manifest['fused'])} fused masks, "
-          f"opset {manifest['opset']}")
+    print(f"wrote {args.out}: {len(manifest.stages)} stages, {len(manifest.fused)} fused masks, "
+          f"opset {manifest.opset}")
     return 0

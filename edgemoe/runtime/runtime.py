@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemoe.core.batching import run_batched
 from edgemoe.core.engine import Engine
 from edgemoe.core.errors import FrameError
 from edgemoe.core.executor import PlanExecutor
 from edgemoe.core.mask import Mask, all_masks, mask_names
 from edgemoe.core.plan import PlanCache, fused_stage
+from edgemoe.core.signing import TrustedKey
 from edgemoe.runtime.loader import EngineBundle, load_engine_bundle
 
 ABSENT = "absent"
@@ -66,8 +68,9 @@ class Runtime:
                        for m, engine in bundle.fused.items()}
 
     @classmethod
-    def load(cls, path: str | Path) -> Runtime:
-        return cls(load_engine_bundle(Path(path)))
+    def load(cls, path: str | Path, trust: TrustedKey | None = None) -> Runtime:
+        """Load and warm the bundle at ``path``; with ``trust`` it must carry that key's signature."""
+        return cls(load_engine_bundle(Path(path), trust=trust))
 
     @property
     def sensor_names(self) -> tuple[str, ...]:
@@ -109,15 +112,7 @@ class Runtime:
     def infer_batch(self, frames: Mapping[str, np.ndarray], mask: Mask) -> np.ndarray:
         """``[N, *shape]`` frames of the sensors in ``mask`` -> ``[N, C]`` probs, in chunks of
         the bundle's max batch. For evaluation and throughput; no NaN screening."""
-        plan = self.plans[mask]
-        n = next(iter(frames.values())).shape[0]
-        out = np.empty((n, self.config.num_classes), np.float32)
-        step = self.bundle.max_batch
-        for lo in range(0, n, step):
-            part = {i: np.ascontiguousarray(frames[self.sensor_names[i]][lo : lo + step], np.float32)
-                    for i in plan.present}
-            out[lo : lo + step] = self.executor.run(plan, part).probs
-        return out
+        return run_batched(self.executor, self.plans[mask], frames)
 
     def _collect(self, frames: Mapping[str, np.ndarray | None]) -> tuple[dict[int, np.ndarray], dict[str, str]]:
         unknown = frames.keys() - self._known
