@@ -56,6 +56,8 @@ def test_each_kind_of_bad_datagram_has_its_reason(config: ModelConfig) -> None:
     assert parse(good[:20], schema) == BAD_HEADER
     assert parse(b"XXXX" + good[4:], schema) == BAD_HEADER
     assert parse(good[:-4], schema) == BAD_HEADER  # payload length disagrees with the header
+    short = HEADER.pack(b"EMF1", 1, 1, 1, 0, 3, 0, 16, 1, 0, 8, 0, 0, 0) + bytes(16)
+    assert parse(short, schema) == BAD_HEADER  # ... or with the dims (8 float32 need 32 bytes)
     assert parse(encode(9, 1, 0, np.zeros(8, np.float32)), schema) == UNKNOWN_SENSOR
     assert parse(encode(3, 1, 0, np.zeros(8, np.float64))[:HEADER_SIZE + 32], schema) == BAD_HEADER
     assert parse(encode(3, 1, 0, np.zeros(16, np.float16)), schema) == BAD_DTYPE
