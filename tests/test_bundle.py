@@ -102,3 +102,26 @@ def test_model_bundle_is_not_an_engine_bundle(bundle_dir: Path) -> None:
 def test_existing_output_is_not_clobbered(bundle_dir: Path, engines_dir: Path) -> None:
     with pytest.raises(BundleError, match="exists and is not empty"):
         build_engines(bundle_dir, load_target("cpu"), engines_dir)
+
+
+def test_a_build_into_a_symlink_swaps_it_atomically_and_a_failed_one_leaves_it(
+        bundle_dir: Path, engines_dir: Path, tmp_path: Path) -> None:
+    old = _copy(engines_dir, tmp_path / "build-1")
+    current = tmp_path / "current"
+    current.symlink_to(old.name)
+    visible = lambda: sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # noqa: E731
+    before = visible()
+
+    def during(stage: str, precision: str) -> None:  # mid-build: the daemon's path is the old build
+        assert current.resolve() == old.resolve() and visible() == before
+
+    manifest = build_engines(bundle_dir, load_target("cpu"), current, force=True, on_stage=during)
+    new = current.resolve()
+    assert current.is_symlink() and new != old.resolve() and new.name.startswith("current-")
+    assert (new / "manifest.json").is_file() and manifest.engines and old.is_dir()
+    bundle = _copy(bundle_dir, tmp_path / "bad-bundle")
+    (bundle / "stages" / "head.onnx").write_bytes(b"not a graph")
+    with pytest.raises(BundleError, match=r"stage 'head'.*sha256 mismatch"):
+        build_engines(bundle, load_target("cpu"), current, force=True)
+    assert current.resolve() == new and not list(tmp_path.glob(".current.*"))
+

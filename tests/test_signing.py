@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,17 @@ from edgemoe.daemon.service import Daemon
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import load_target
 from edgemoe.runtime.loader import load_engine_bundle
+from tests.polling import HANG_S, wait_for
 
 
 @pytest.fixture()
 def keys(tmp_path: Path) -> dict[str, Path]:
     """Two key pairs: ``trusted`` (and its ``.pub``) and ``other``."""
-    out = {}
-    for name in ("trusted", "other"):
-        out[name] = tmp_path / "keys" / name
-        out[name].parent.mkdir(exist_ok=True)
-        out[name + ".pub"] = generate_key_pair(out[name])
-    return out
+    (tmp_path / "keys").mkdir()
+    out = {"trusted": tmp_path / "keys" / "trusted", "other": tmp_path / "keys" / "other"}
+    assert main(["sign", "--new-key", str(out["trusted"])]) == 0  # the verb
+    generate_key_pair(out["other"])  # the function behind it
+    return {**out, "trusted.pub": out["trusted"].with_name("trusted.pub"), "other.pub": out["other"].with_name("other.pub")}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -151,15 +150,15 @@ def test_reload_checks_the_signature_and_the_old_bundle_keeps_serving(
         for n, refused in enumerate((unsigned, foreign, tampered), start=1):
             _repoint(current, refused)
             daemon.reload()
-            _wait_for(lambda: _reloads(daemon, "failed") == n)
+            wait_for(lambda: _reloads(daemon, "failed") == n, what=f"reload {n} refused")
             assert daemon.loop.bundle_id == "build_a"
         _repoint(current, fresh)
         daemon.reload()
-        _wait_for(lambda: daemon.loop.bundle_id == "build_b")
+        wait_for(lambda: daemon.loop.bundle_id == "build_b", what="switch to build_b")
         assert _reloads(daemon, "ok") == 1
     finally:
         daemon.loop.stop()
-        thread.join(timeout=30)
+        thread.join(timeout=HANG_S)
     assert not thread.is_alive()
 
 
@@ -173,9 +172,3 @@ def _repoint(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    """Poll without assuming how fast a loaded machine loads a bundle (the timeout is generous)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)

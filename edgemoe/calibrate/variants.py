@@ -52,7 +52,7 @@ class VariantEngines:
 
     def loader(self, stage: str, precision: str) -> EngineLoader:
         entry = self.manifest.stages[stage]
-        variant = entry.variants.get(precision)  # type: ignore[call-overload]
+        variant = entry.variants.get(precision)
         if variant is None:
             raise BundleError(f"stage '{stage}': no {precision} variant (has {sorted(entry.variants)})")
         return EngineLoader(self.directory, stage, variant, entry.inputs, entry.outputs, self.max_dims,

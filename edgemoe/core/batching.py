@@ -16,14 +16,18 @@ from edgemoe.core.plan import Plan, StageLayout
 
 
 class _Result(Protocol):
-    probs: np.ndarray
+    @property
+    def probs(self) -> np.ndarray: ...
 
 
 class PlanRunner(Protocol):
     """What batching needs from an executor: its layout, its batch limit and ``run``."""
 
-    layout: StageLayout
-    max_batch: int
+    @property
+    def layout(self) -> StageLayout: ...
+
+    @property
+    def max_batch(self) -> int: ...
 
     def run(self, plan: Plan, frames: Mapping[int, np.ndarray]) -> _Result: ...
 

@@ -29,11 +29,12 @@ MODEL_KIND = "edgemoe-bundle"
 ENGINE_KIND = "edgemoe-engines"
 MODEL_VERSION = 2  # 2: the checkpoint's sha256, typed manifests
 ENGINE_VERSION = 2
-MODEL_FORMAT = f"{MODEL_KIND}/{MODEL_VERSION}"
-ENGINE_FORMAT = f"{ENGINE_KIND}/{ENGINE_VERSION}"
+MODEL_FORMAT: Literal["edgemoe-bundle/2"] = "edgemoe-bundle/2"  # f"{MODEL_KIND}/{MODEL_VERSION}"
+ENGINE_FORMAT: Literal["edgemoe-engines/2"] = "edgemoe-engines/2"
+PRECISIONS = ("fp32", "fp16", "int8")
 
 Sha256 = str  # 64 lowercase hex digits, checked by FileRef
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "int8"]  # PRECISIONS
 
 
 class FileRef(StrictModel):
@@ -70,12 +71,15 @@ class StageEntry(StrictModel):
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    variants: dict[Precision, Variant]
+    variants: dict[str, Variant]  # precision -> graph
     precision: PrecisionChoice = PrecisionChoice()
 
     @field_validator("variants")
     @classmethod
-    def _has_fp32(cls, value: dict[str, Variant]) -> dict[str, Variant]:
+    def _known_precisions(cls, value: dict[str, Variant]) -> dict[str, Variant]:
+        unknown = sorted(set(value) - set(PRECISIONS))
+        if unknown:
+            raise ValueError(f"unknown precision(s) {unknown} (known: {list(PRECISIONS)})")
         if "fp32" not in value:
             raise ValueError("every stage needs its exported fp32 variant")
         return value

@@ -26,10 +26,17 @@ from edgemoe.engines.target import TargetProfile
 class StageFile(Protocol):
     """What a loader needs from a manifest entry: the file, its sha256 and the stage's tensors."""
 
-    file: str
-    sha256: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]: ...
 
 
 @dataclass(frozen=True)
