@@ -79,7 +79,7 @@ class DaemonProcess:
 def metric(url: str, name: str, labels: str = "") -> float:
     """One sample of the daemon's /metrics text (0 when absent), e.g. ``metric(url, "edgemoe_reloads_total",
     'result="ok"')``."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(url, timeout=HANG_S) as resp:
         text = resp.read().decode()
     key = f"{name}{{{labels}}}" if labels else name
     return next((float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == key), 0.0)

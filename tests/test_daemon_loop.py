@@ -60,7 +60,7 @@ class Running:
     def get(self, path: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.daemon.ops.port}{path}"  # type: ignore[union-attr]
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=HANG_S) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()

@@ -155,7 +155,7 @@ def test_fuzzed_datagrams_over_a_real_socket_are_all_counted(tmp_path: Path, eng
         sock.close()
         wait_for(lambda: metric(daemon.ready["metrics"], "edgemoe_datagrams_total") >= sent,
                  what=f"{sent} datagrams counted")
-        with urllib.request.urlopen(daemon.ready["metrics"], timeout=10) as resp:
+        with urllib.request.urlopen(daemon.ready["metrics"], timeout=HANG_S) as resp:
             text = resp.read().decode()
         summary, err = daemon.stop()
     finally:

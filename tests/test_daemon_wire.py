@@ -82,6 +82,16 @@ def _valid(config: ModelConfig) -> st.SearchStrategy[bytes]:
                      st.floats(allow_nan=True, allow_infinity=True, width=32))
 
 
+def _reshaped(config: ModelConfig) -> st.SearchStrategy[bytes]:
+    """A well-formed datagram whose dims are another shape of the same size (bad_shape)."""
+    def build(sensor: int, seq: int) -> bytes:
+        shape = config.sensors[sensor].shape
+        size = int(np.prod(shape))
+        other = (size,) if len(shape) > 1 else (2, size // 2)
+        return encode(sensor, seq, 0, np.zeros(other, np.float32))
+    return st.builds(build, st.integers(0, config.num_sensors - 1), st.integers(0, 2**64 - 1))
+
+
 def _mutated(config: ModelConfig) -> st.SearchStrategy[bytes]:
     """A valid datagram with header fields overwritten, bytes flipped, or cut/extended."""
     def mutate(datagram: bytes, field: int, value: int, cut: int, extra: bytes) -> bytes:
@@ -109,7 +119,7 @@ def test_fuzzed_datagrams_never_crash_and_are_each_counted_once(sensor_loop: Sen
 
     @settings(max_examples=FUZZ_CASES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(st.one_of(st.binary(max_size=max_len), _valid(config), _mutated(config)))
+    @given(st.one_of(st.binary(max_size=max_len), _valid(config), _mutated(config), _reshaped(config)))
     def check(datagram: bytes) -> None:
         before = counted()
         now = len(seen) * 1e-3
