@@ -106,7 +106,8 @@ def test_existing_output_is_not_clobbered(bundle_dir: Path, engines_dir: Path) -
 
 def test_a_build_into_a_symlink_swaps_it_atomically_and_a_failed_one_leaves_it(
         bundle_dir: Path, engines_dir: Path, tmp_path: Path) -> None:
-    old = _copy(engines_dir, tmp_path / "build-1")
+    old = tmp_path / "build-1"
+    shutil.copytree(engines_dir, old)
     current = tmp_path / "current"
     current.symlink_to(old.name)
     visible = lambda: sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # noqa: E731
@@ -119,7 +120,7 @@ def test_a_build_into_a_symlink_swaps_it_atomically_and_a_failed_one_leaves_it(
     new = current.resolve()
     assert current.is_symlink() and new != old.resolve() and new.name.startswith("current-")
     assert (new / "manifest.json").is_file() and manifest.engines and old.is_dir()
-    bundle = _copy(bundle_dir, tmp_path / "bad-bundle")
+    bundle = _copy(bundle_dir, tmp_path / "bad")
     (bundle / "stages" / "head.onnx").write_bytes(b"not a graph")
     with pytest.raises(BundleError, match=r"stage 'head'.*sha256 mismatch"):
         build_engines(bundle, load_target("cpu"), current, force=True)
