@@ -116,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict:
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.model.eval()
     runtime = Runtime.load(args.engines)
-    options = OrtOptions.model_validate(runtime.bundle.manifest["target"]["onnxruntime"])
+    options = OrtOptions.model_validate(runtime.bundle.manifest.target["onnxruntime"])
     mono = Monolithic(model, options)
     feed_eager, run_eager = eager_call(model)
     masks = all_masks(runtime.config.num_sensors)

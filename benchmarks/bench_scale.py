@@ -53,11 +53,12 @@ def build(config: ModelConfig, work: Path) -> Path:
     from edgemoe.engines.target import load_target
     from edgemoe.export.bundle import write_bundle
     from edgemoe.model.registry import build_model
-    from edgemoe.train.checkpoint import Checkpoint
+    from edgemoe.train.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     model = build_model(config).eval()
-    write_bundle(Checkpoint(model, config, {}), work / "bundle")
+    save_checkpoint(model, work / "model.safetensors", {})  # the bundle records its checkpoint's sha256
+    write_bundle(load_checkpoint(work / "model.safetensors"), work / "bundle")
     build_engines(work / "bundle", load_target("cpu"), work / "engines")
     return work / "engines"
 

@@ -26,7 +26,8 @@ from edgemoe.calibrate.collect import collect_routing_aware
 from edgemoe.calibrate.pipeline import calibrate_bundle
 from edgemoe.calibrate.recipe import load_recipe
 from edgemoe.calibrate.variants import VariantEngines
-from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest
+from edgemoe.core.bundle import read_model_manifest
+from edgemoe.core.manifest import ModelManifest
 from edgemoe.core.engine import run_engine
 from edgemoe.core.mask import mask_label
 from edgemoe.data.dataset import load_dataset
@@ -52,15 +53,15 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args()
 
-    manifest = read_manifest(args.bundle, MODEL_FORMAT)
-    config = config_of(manifest, str(args.bundle))
+    manifest = read_model_manifest(args.bundle)
+    config = manifest.config
     split = load_dataset(args.data, config, (args.split,))[args.split]
     naive = naive_copy(args.bundle, args.data, args.recipe, args.work)
     aware = VariantEngines(args.bundle, manifest, 64)
-    blind = VariantEngines(naive, read_manifest(naive, MODEL_FORMAT), 64)
-    stages = list(manifest["stages"])
+    blind = VariantEngines(naive, read_model_manifest(naive), 64)
+    stages = list(manifest.stages)
     experts = [s for s in stages if s.startswith("expert[")]
-    auto = {s: e["precision"]["choice"] for s, e in manifest["stages"].items()}
+    auto = {s: e.precision.choice for s, e in manifest.stages.items()}
     runs: dict[str, tuple[VariantEngines, dict[str, str]]] = {
         "fp32": (aware, {}),
         "fp16": (aware, dict.fromkeys(stages, "fp16")),
@@ -132,17 +133,19 @@ def render_fidelity(fidelity: dict[str, tuple[float, float]], errors: dict[str, 
     return "\n".join(lines) + "\n"
 
 
-def render(args: argparse.Namespace, manifest: dict, tables: dict[str, EvalTable], auto: dict[str, str]) -> str:
+def render(args: argparse.Namespace, manifest: ModelManifest, tables: dict[str, EvalTable], auto: dict[str, str]) -> str:
     ref = tables["fp32"]
-    names = manifest["layout"]["sensors"]
+    names = manifest.layout.sensors
+    calibration = manifest.calibration
+    assert calibration is not None, "a calibrated bundle"
     labels = list(tables)
     lines = [f"# Accuracy per mask by precision: {args.name} model, '{args.split}' split",
              "",
              "ONNX Runtime CPU, graph optimisations off (the Q/DQ graphs run as simulated quantization).",
              "Accuracy in percent; the Δ columns are points versus fp32 (negative = lost).",
-             f"Model: {manifest['config']['model']['method']}, gate {manifest['config']['model']['gate']}; "
-             f"calibration sets {manifest['calibration']['sets']['content_sha256'][:12]} "
-             f"({manifest['calibration']['method']}, recipe '{manifest['calibration']['recipe']['name']}').",
+             f"Model: {manifest.config.model.method}, gate {manifest.config.model.gate}; "
+             f"calibration sets {calibration.sets.content_sha256[:12]} "
+             f"({calibration.method}, recipe '{calibration.recipe['name']}').",
              "",
              "Automatic precision per stage: " + ", ".join(f"`{s}` {p}" for s, p in auto.items()) + ".",
              "",

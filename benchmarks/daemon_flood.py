@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgemoe.core.bundle import config_of, read_manifest, ENGINE_FORMAT  # noqa: E402
+from edgemoe.core.bundle import read_engine_manifest  # noqa: E402
 from edgemoe.daemon.client import FrameSender, send_at_rates  # noqa: E402
 
 RATE_HZ = 50.0
@@ -51,7 +51,7 @@ def phase_stats(records: list[dict[str, Any]], t0: float, t1: float) -> dict[str
 
 
 def run(engines: Path, seconds: float, warm_s: float = 1.0) -> dict[str, Any]:
-    config = config_of(read_manifest(engines, ENGINE_FORMAT), str(engines))
+    config = read_engine_manifest(engines).config
     tmp = Path(tempfile.mkdtemp(prefix="edgemoe-flood-"))
     cfg = {"sources": {"network": [{"port": 0}]}, "sinks": {"jsonl": {"path": str(tmp / "pred.jsonl"),
            "flush_every": 50}}, "metrics": {"enabled": False}, "loop": {"schedule": "fixed", "rate_hz": RATE_HZ}}

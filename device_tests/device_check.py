@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from edgemoe.core.bundle import MODEL_FORMAT, read_manifest  # noqa: E402
+from edgemoe.core.bundle import read_model_manifest  # noqa: E402
 from edgemoe.core.mask import all_masks, mask_names  # noqa: E402
 from edgemoe.engines.build import build_engines  # noqa: E402
 from edgemoe.engines.target import TargetProfile, load_target  # noqa: E402
@@ -36,8 +36,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 def precisions_in(bundle: Path) -> list[str]:
     """The precisions every stage of the bundle has a variant for."""
-    stages = read_manifest(bundle, MODEL_FORMAT)["stages"].values()
-    return [p for p in PRECISIONS if all(p in entry["variants"] for entry in stages)]
+    stages = read_model_manifest(bundle).stages.values()
+    return [p for p in PRECISIONS if all(p in entry.variants for entry in stages)]
 
 
 def frames_for(runtime: Runtime, samples: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -108,7 +108,8 @@ def check(bundle: Path, target: TargetProfile, out: Path, samples: int = 64, rep
     try:
         for precision in precisions_in(bundle):
             engines = out / f"engines-{target.name}-{precision}"
-            manifest = build_engines(bundle, target.model_copy(update={"precision": precision}), engines, force=True)
+            manifest = build_engines(bundle, target.model_copy(update={"precision": precision}), engines,
+                                     force=True).model_dump(mode="json")
             runtime = Runtime.load(engines)
             try:
                 results[precision] = {"environment": manifest["environment"],

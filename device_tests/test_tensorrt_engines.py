@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgemoe.core.bundle import MODEL_FORMAT, read_manifest, sha256_file, write_manifest
+from edgemoe.core.bundle import read_model_manifest, sha256_file
 from edgemoe.core.errors import BundleError
 from edgemoe.core.mask import all_masks, full_mask, mask_names
 from edgemoe.engines.build import build_engines
@@ -40,14 +40,14 @@ def target_for(name: str, precision: str, **trt: Any) -> TargetProfile:
 def built(request: pytest.FixtureRequest, device_bundle: Path, device_target: str,
           tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, Any]]:
     precision = request.param
-    model = read_manifest(device_bundle, MODEL_FORMAT)
-    lacking = [s for s, e in model["stages"].items() if precision not in e["variants"]]
+    model = read_model_manifest(device_bundle)
+    lacking = [s for s, e in model.stages.items() if precision not in e.variants]
     if lacking:
         pytest.skip(f"bundle {device_bundle} has no {precision} variant for {lacking[:3]}...: set "
                     "EDGEMOE_DEVICE_BUNDLE to a bundle made by 'edgemoe calibrate'")
     out = tmp_path_factory.mktemp(f"trt-{precision}") / "engines"
-    manifest = build_engines(device_bundle, target_for(device_target, precision), out)
-    return precision, out, manifest
+    manifest = build_engines(device_bundle, target_for(device_target, precision), out).model_dump(mode="json")
+    return precision, out, manifest.model_dump(mode="json")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,11 @@ def reference(device_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("ort-fp32") / "engines"
     build_engines(device_bundle, load_target("cpu"), out)
     return Runtime.load(out)
+
+
+def write_json(directory: Path, manifest: dict[str, Any]) -> None:
+    """Write an edited manifest as is (the tests edit the JSON to forge a bundle)."""
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
 def frames_for(runtime: Runtime, seed: int = 0) -> dict[str, np.ndarray]:
@@ -154,7 +159,7 @@ def test_an_engine_swapped_for_another_stage_is_refused(built: tuple[str, Path, 
     shutil.copyfile(bad / head["file"], bad / gate["file"])  # sha256 made to match: only the I/O check remains
     edited = json.loads((bad / "manifest.json").read_text())
     edited["engines"]["gate"]["sha256"] = sha256_file(bad / gate["file"])
-    write_manifest(bad, edited)
+    write_json(bad, edited)
     with pytest.raises(BundleError, match=r"engine 'gate'.*do not match the manifest"):
         load_engine_bundle(bad)
 
@@ -164,7 +169,7 @@ def test_engines_from_another_tensorrt_are_refused(built: tuple[str, Path, dict[
     bad = copy_of(out, tmp_path)
     edited = json.loads((bad / "manifest.json").read_text())
     edited["environment"]["tensorrt"] = "8.6.2.3"
-    write_manifest(bad, edited)
+    write_json(bad, edited)
     with pytest.raises(BundleError, match=rf"built with 8.6.2.3, this device has {manifest['environment']['tensorrt']}"):
         load_engine_bundle(bad)
 
@@ -172,12 +177,13 @@ def test_engines_from_another_tensorrt_are_refused(built: tuple[str, Path, dict[
 def test_cuda_graph_replay_equals_a_normal_run(device_bundle: Path, device_target: str,
                                                tmp_path: Path) -> None:
     graphs = build_engines(device_bundle, target_for(device_target, "fp32", static_stages=("encoder*", "head"),
-                                                      cuda_graphs=True, dla_core=None), tmp_path / "graphs")
+                                                      cuda_graphs=True, dla_core=None),
+                           tmp_path / "graphs").model_dump(mode="json")
     plain_dir = tmp_path / "plain"
     shutil.copytree(tmp_path / "graphs", plain_dir)
     edited = json.loads((plain_dir / "manifest.json").read_text())
     edited["target"]["tensorrt"]["cuda_graphs"] = False  # same engine files, no capture
-    write_manifest(plain_dir, edited)
+    write_json(plain_dir, edited)
     with_graphs, without = Runtime.load(tmp_path / "graphs"), Runtime.load(plain_dir)
     captured = [s for s, e in with_graphs.bundle.engines.items() if e.describe()["cuda_graph"]]  # type: ignore[attr-defined]
     assert captured and all(s.startswith("encoder") or s == "head" for s in captured)
@@ -199,8 +205,10 @@ def test_engines_share_one_scratch_allocation(built: tuple[str, Path, dict[str, 
 
 
 def test_a_second_build_reuses_the_timing_cache(device_bundle: Path, device_target: str, tmp_path: Path) -> None:
-    first = build_engines(device_bundle, target_for(device_target, "fp32", dla_core=None), tmp_path / "a")
-    second = build_engines(device_bundle, target_for(device_target, "fp32", dla_core=None), tmp_path / "b")
+    first = build_engines(device_bundle, target_for(device_target, "fp32", dla_core=None),
+                          tmp_path / "a").model_dump(mode="json")
+    second = build_engines(device_bundle, target_for(device_target, "fp32", dla_core=None),
+                           tmp_path / "b").model_dump(mode="json")
     assert (tmp_path / "timing.cache").is_file()
     assert not first["engines"]["encoder[" + first["layout"]["sensors"][0] + "]"]["timing_cache"]["reused"]
     assert all(e["timing_cache"]["reused"] for e in second["engines"].values())
@@ -210,7 +218,7 @@ def test_a_second_build_reuses_the_timing_cache(device_bundle: Path, device_targ
 def fused_bundle(device_bundle: Path, request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The device bundle if it carries fused graphs, else the suite's model exported with two."""
-    if read_manifest(device_bundle, MODEL_FORMAT).get("fused"):
+    if read_model_manifest(device_bundle).fused:
         return device_bundle
     try:
         from edgemoe.export.bundle import write_bundle
@@ -226,7 +234,8 @@ def fused_bundle(device_bundle: Path, request: pytest.FixtureRequest,
 
 def test_fused_engines_give_the_staged_answer_on_tensorrt(fused_bundle: Path, device_target: str,
                                                           tmp_path: Path) -> None:
-    manifest = build_engines(fused_bundle, target_for(device_target, "fp32", dla_core=None), tmp_path / "engines")
+    manifest = build_engines(fused_bundle, target_for(device_target, "fp32", dla_core=None),
+                             tmp_path / "engines").model_dump(mode="json")
     assert manifest["fused"], "no fused engine was built"
     for entry in manifest["fused"].values():
         assert all(r["min"] == r["max"] for r in entry["profiles"].values()), "fused engines are static, batch 1"

@@ -32,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("edgemoe.recipes.eval", "accuracy / macro-F1 per sensor mask of a checkpoint"),
     "export": ("edgemoe.recipes.export", "cut a checkpoint into per-stage ONNX graphs (a model bundle)"),
     "calibrate": ("edgemoe.recipes.calibrate", "add routing-aware INT8 (Q/DQ) and FP16 variants and a precision per stage"),
+    "sign": ("edgemoe.recipes.sign", "sign a model or engine bundle with an Ed25519 key (--new-key makes one)"),
     "build": ("edgemoe.recipes.build", "build a model bundle into engines for a target profile"),
     "infer": ("edgemoe.recipes.infer", "run the engine runtime on dataset samples under a mask"),
     "profile": ("edgemoe.recipes.profile", "latency profile of an engine bundle per mask; 'profile compare A B'"),

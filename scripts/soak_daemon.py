@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgemoe.core.bundle import ENGINE_FORMAT, config_of, read_manifest  # noqa: E402
+from edgemoe.core.bundle import read_engine_manifest  # noqa: E402
 from edgemoe.daemon.client import FrameSender  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiple of the nominal sensor rates")
     parser.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS samples")
     args = parser.parse_args()
-    config = config_of(read_manifest(args.engines, ENGINE_FORMAT), str(args.engines))
+    config = read_engine_manifest(args.engines).config
     tmp = Path(tempfile.mkdtemp(prefix="edgemoe-soak-"))
     sink = tmp / "pred.jsonl"
     (tmp / "daemon.yaml").write_text(yaml.safe_dump({

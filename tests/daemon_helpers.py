@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 from edgemoe.core.schema import ModelConfig
 from edgemoe.daemon import client
 from edgemoe.daemon.client import FrameSender
+from tests.polling import HANG_S
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +61,7 @@ class DaemonProcess:
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 30) -> tuple[dict[str, Any], str]:
+    def stop(self, timeout: float = HANG_S) -> tuple[dict[str, Any], str]:
         """SIGTERM and wait; returns the printed summary and stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -72,6 +74,25 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def metric(url: str, name: str, labels: str = "") -> float:
+    """One sample of the daemon's /metrics text (0 when absent), e.g. ``metric(url, "edgemoe_reloads_total",
+    'result="ok"')``."""
+    with urllib.request.urlopen(url, timeout=HANG_S) as resp:
+        text = resp.read().decode()
+    key = f"{name}{{{labels}}}" if labels else name
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == key), 0.0)
+
+
+def loop_lag(records: list[dict[str, Any]], start: float, end: float, rate_hz: float) -> float:
+    """How late the loop ran in ``[start, end]``: its longest gap between two predictions beyond one
+    tick. A latency bound that holds on an idle machine is given this much more on a loaded one (a
+    loop that is not scheduled cannot publish), and a bound broken while the loop ran on time still
+    fails."""
+    monos = [r["mono"] for r in records if start - 1 / rate_hz <= r["mono"] <= end]
+    gaps = [b - a for a, b in zip(monos, monos[1:])] or [end - start]
+    return max(0.0, max(gaps) - 1 / rate_hz)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

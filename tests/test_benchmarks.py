@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from tests.polling import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_S)
 
 
 def test_runtime_benchmark_quick(checkpoint_path: Path, engines_dir: Path, tmp_path: Path) -> None:

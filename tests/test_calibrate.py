@@ -23,7 +23,7 @@ from edgemoe.calibrate.recipe import Budgets, CalibrationRecipe, load_recipe
 from edgemoe.calibrate.sets import CalibrationError, content_sha256, load_sets, save_sets
 from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.cli import main
-from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest, sha256_file
+from edgemoe.core.bundle import read_model_manifest, sha256_file
 from edgemoe.core.engine import run_engine
 from edgemoe.runtime.executor import top_k_indices
 from edgemoe.core.stages import expert_stage
@@ -59,35 +59,35 @@ def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
 # -- the calibrated bundle ---------------------------------------------------------------------
 def test_every_stage_gains_validated_int8_and_fp16_variants(calibrated: tuple[Path, CalibrationResult]) -> None:
     bundle, _ = calibrated
-    manifest = read_manifest(bundle, MODEL_FORMAT)
-    for stage, entry in manifest["stages"].items():
-        assert set(entry["variants"]) == {"fp32", "int8", "fp16"}, stage
-        for variant in entry["variants"].values():
-            assert sha256_file(bundle / variant["file"]) == variant["sha256"]
-        int8 = entry["variants"]["int8"]
-        validate_qdq(onnx.load(str(bundle / int8["file"])), stage)
-        assert int8["calibration"]["method"] == "routing-aware"
-        assert int8["calibration"]["extra_options"]["QuantizeBias"] is False
-        precision = entry["precision"]
-        assert precision["choice"] in ("int8", "fp16", "fp32") and precision["reason"]
-        assert "int8_alone" in precision["evidence"]
-        assert precision["calibration"]["set_sha256"] == int8["calibration"]["set_sha256"]
+    manifest = read_model_manifest(bundle)
+    for stage, entry in manifest.stages.items():
+        assert set(entry.variants) == {"fp32", "int8", "fp16"}, stage
+        for variant in entry.variants.values():
+            assert sha256_file(bundle / variant.file) == variant.sha256
+        int8 = entry.variants["int8"]
+        validate_qdq(onnx.load(str(bundle / int8.file)), stage)
+        assert int8.calibration["method"] == "routing-aware"
+        assert int8.calibration["extra_options"]["QuantizeBias"] is False
+        precision = entry.precision
+        assert precision.choice in ("int8", "fp16", "fp32") and precision.reason
+        assert "int8_alone" in precision.evidence
+        assert precision.calibration["set_sha256"] == int8.calibration["set_sha256"]
 
 
 def test_saved_sets_match_the_hashes_in_the_manifest(calibrated: tuple[Path, CalibrationResult]) -> None:
     bundle, result = calibrated
-    summary = result.manifest["calibration"]
-    sets = load_sets(bundle / summary["sets"]["file"])
-    assert summary["sets"]["sha256"] == sha256_file(bundle / summary["sets"]["file"])
-    for stage, entry in result.manifest["stages"].items():
-        assert content_sha256(sets[stage]) == entry["variants"]["int8"]["calibration"]["set_sha256"], stage
+    summary = result.manifest.calibration
+    sets = load_sets(bundle / summary.sets.file)
+    assert summary.sets.sha256 == sha256_file(bundle / summary.sets.file)
+    for stage, entry in result.manifest.stages.items():
+        assert content_sha256(sets[stage]) == entry.variants["int8"].calibration["set_sha256"], stage
 
 
 def test_each_expert_is_calibrated_only_on_tokens_the_gate_routes_to_it(
         calibrated: tuple[Path, CalibrationResult]) -> None:
     bundle, result = calibrated
-    manifest = read_manifest(bundle, MODEL_FORMAT)
-    sets = load_sets(bundle / manifest["calibration"]["sets"]["file"])
+    manifest = read_model_manifest(bundle)
+    sets = load_sets(bundle / manifest.calibration.sets.file)
     variants = VariantEngines(bundle, manifest, 64)
     k = variants.layout.top_k
     for e in range(variants.layout.num_experts):
@@ -122,17 +122,17 @@ def test_fp16_variant_keeps_float32_io_and_sensitive_nodes(calibrated: tuple[Pat
 def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(
         calibrated: tuple[Path, CalibrationResult], dataset_dir: Path, tmp_path: Path) -> None:
     bundle, result = calibrated
-    split = load_dataset(dataset_dir, config_of(result.manifest, "bundle"), ("test",))["test"]
+    split = load_dataset(dataset_dir, result.manifest.config, ("test",))["test"]
     for precision in ("int8", "fp16", "auto"):
         target = load_target("cpu").model_copy(update={"precision": precision})
         manifest = build_engines(bundle, target, tmp_path / precision)
         if precision != "auto":
-            assert {e["precision"] for e in manifest["engines"].values()} == {precision}
-        assert all(e["calibration"] for e in manifest["engines"].values() if e["precision"] == "int8")
+            assert {e.precision for e in manifest.engines.values()} == {precision}
+        assert all(e.calibration for e in manifest.engines.values() if e.precision == "int8")
         runtime = Runtime.load(tmp_path / precision)
         probs = runtime.infer_batch(split.frames, 0b1111)
         runtime.close()
-        assert probs.shape == (len(split), result.manifest["layout"]["num_classes"])
+        assert probs.shape == (len(split), result.manifest.layout.num_classes)
         assert np.allclose(probs.sum(1), 1, atol=1e-3)
 
 
@@ -194,9 +194,9 @@ def test_draw_masks_follows_the_missing_rates_and_never_empties() -> None:
 
 def test_a_rare_expert_keeps_the_collection_drawing(bundle_dir: Path, dataset_dir: Path,
                                                     recipe: CalibrationRecipe) -> None:
-    manifest = read_manifest(bundle_dir, MODEL_FORMAT)
+    manifest = read_model_manifest(bundle_dir)
     variants = VariantEngines(bundle_dir, manifest, 64)
-    train = load_dataset(dataset_dir, config_of(manifest, "bundle"), ("train",))["train"]
+    train = load_dataset(dataset_dir, manifest.config, ("train",))["train"]
     first = recipe.with_overrides({"draw_frames": 64, "min_tokens_per_expert": 1, "samples_per_stage": 8})
     _, one = collect_routing_aware(variants, train, first)
     rarest = min(one.routed_tokens.values())
@@ -211,11 +211,11 @@ def test_a_rare_expert_keeps_the_collection_drawing(bundle_dir: Path, dataset_di
 
 # -- bad calibration sets: clear errors, nothing half-written ----------------------------------
 def _good_sets(bundle: Path) -> dict[str, dict[str, np.ndarray]]:
-    manifest = read_manifest(bundle, MODEL_FORMAT)
+    manifest = read_model_manifest(bundle)
     rng = np.random.default_rng(1)
     sizes = {"batch": 80, "tokens": 80}
-    return {stage: {s["name"]: rng.standard_normal([d if isinstance(d, int) else sizes[d] for d in s["shape"]])
-                    .astype(np.float32) for s in entry["inputs"]} for stage, entry in manifest["stages"].items()}
+    return {stage: {s.name: rng.standard_normal([d if isinstance(d, int) else sizes[d] for d in s.shape])
+                    .astype(np.float32) for s in entry.inputs} for stage, entry in manifest.stages.items()}
 
 
 @pytest.mark.parametrize("breakage, message", [

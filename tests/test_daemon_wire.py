@@ -56,6 +56,8 @@ def test_each_kind_of_bad_datagram_has_its_reason(config: ModelConfig) -> None:
     assert parse(good[:20], schema) == BAD_HEADER
     assert parse(b"XXXX" + good[4:], schema) == BAD_HEADER
     assert parse(good[:-4], schema) == BAD_HEADER  # payload length disagrees with the header
+    short = HEADER.pack(b"EMF1", 1, 1, 1, 0, 3, 0, 16, 1, 0, 8, 0, 0, 0) + bytes(16)
+    assert parse(short, schema) == BAD_HEADER  # ... or with the dims (8 float32 need 32 bytes)
     assert parse(encode(9, 1, 0, np.zeros(8, np.float32)), schema) == UNKNOWN_SENSOR
     assert parse(encode(3, 1, 0, np.zeros(8, np.float64))[:HEADER_SIZE + 32], schema) == BAD_HEADER
     assert parse(encode(3, 1, 0, np.zeros(16, np.float16)), schema) == BAD_DTYPE
@@ -78,6 +80,16 @@ def _valid(config: ModelConfig) -> st.SearchStrategy[bytes]:
         return encode(sensor, seq, 0, np.full(shape, fill, np.float32))
     return st.builds(build, st.integers(0, config.num_sensors - 1), st.integers(0, 2**64 - 1),
                      st.floats(allow_nan=True, allow_infinity=True, width=32))
+
+
+def _reshaped(config: ModelConfig) -> st.SearchStrategy[bytes]:
+    """A well-formed datagram whose dims are another shape of the same size (bad_shape)."""
+    def build(sensor: int, seq: int) -> bytes:
+        shape = config.sensors[sensor].shape
+        size = int(np.prod(shape))
+        other = (size,) if len(shape) > 1 else (2, size // 2)
+        return encode(sensor, seq, 0, np.zeros(other, np.float32))
+    return st.builds(build, st.integers(0, config.num_sensors - 1), st.integers(0, 2**64 - 1))
 
 
 def _mutated(config: ModelConfig) -> st.SearchStrategy[bytes]:
@@ -107,7 +119,7 @@ def test_fuzzed_datagrams_never_crash_and_are_each_counted_once(sensor_loop: Sen
 
     @settings(max_examples=FUZZ_CASES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(st.one_of(st.binary(max_size=max_len), _valid(config), _mutated(config)))
+    @given(st.one_of(st.binary(max_size=max_len), _valid(config), _mutated(config), _reshaped(config)))
     def check(datagram: bytes) -> None:
         before = counted()
         now = len(seen) * 1e-3

@@ -60,13 +60,13 @@ def test_fused_frames_give_the_staged_answer_in_one_call(fused_engines: Path, da
 
 def test_build_takes_the_chosen_fused_masks_and_refuses_absent_ones(fused_bundle: Path, tmp_path: Path) -> None:
     manifest = build_engines(fused_bundle, load_target("cpu"), tmp_path / "one", fuse=[0b1111])
-    assert list(manifest["fused"]) == ["15"] and manifest["fused"]["15"]["stage"] == "fused[15]"
+    assert list(manifest.fused) == [15] and manifest.fused[15].stage == "fused[15]"
     assert load_engine_bundle(tmp_path / "one").fused.keys() == {15}
     with pytest.raises(BundleError, match=r"no fused graph for mask\(s\) \[3\]"):
         build_engines(fused_bundle, load_target("cpu"), tmp_path / "absent", fuse=[0b0011])
     assert not (tmp_path / "absent").exists()
     none = build_engines(fused_bundle, load_target("cpu"), tmp_path / "none", fuse=[])
-    assert none["fused"] == {}
+    assert none.fused == {}
 
 
 def test_a_tampered_fused_engine_is_refused_by_name(fused_engines: Path, tmp_path: Path) -> None:

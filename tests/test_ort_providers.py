@@ -28,7 +28,7 @@ def test_the_manifest_records_requested_and_granted_providers(bundle_dir: Path, 
     target = load_target("x86-gpu-onnxruntime")
     manifest = build_engines(bundle_dir, target, tmp_path / "ort-gpu")
     available = ort.get_available_providers()
-    for stage, entry in manifest["engines"].items():
+    for stage, entry in manifest.model_dump(mode="json")["engines"].items():
         assert entry["providers_requested"] == list(target.onnxruntime.providers)
         assert set(entry["providers"]) <= set(available), stage
         assert entry["providers_missing"] == [p for p in target.onnxruntime.providers if p not in entry["providers"]]
@@ -36,7 +36,7 @@ def test_the_manifest_records_requested_and_granted_providers(bundle_dir: Path, 
             assert entry["providers"] == ["CPUExecutionProvider"]
             assert entry["providers_missing"] == GPU_PROVIDERS
     on_disk = json.loads((tmp_path / "ort-gpu" / "manifest.json").read_text())
-    assert on_disk["engines"] == manifest["engines"]
+    assert on_disk["engines"] == manifest.model_dump(mode="json")["engines"]
 
 
 def test_require_providers_refuses_the_cpu_fallback(bundle_dir: Path, tmp_path: Path) -> None:

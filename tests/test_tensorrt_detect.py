@@ -16,6 +16,7 @@ from edgemoe.engines.target import load_target
 from edgemoe.engines.tensorrt import detect
 from edgemoe.engines.tensorrt.backend import timing_cache_path
 from edgemoe.engines.tensorrt.detect import is_real_tensorrt, parse_probe, version_tuple
+from tests.polling import HANG_S
 
 
 def test_a_namespace_package_is_not_tensorrt() -> None:
@@ -61,7 +62,7 @@ def test_a_crashed_probe_is_no_device() -> None:
 
 
 def test_the_probe_here_runs_in_a_subprocess_and_says_why_not() -> None:
-    probe = detect.probe_device(timeout=120)
+    probe = detect.probe_device(timeout=HANG_S)
     if probe.tensorrt:
         pytest.skip(f"this machine has TensorRT {probe.facts.get('tensorrt')} on a GPU")
     assert probe.reason, "a negative probe must say why"

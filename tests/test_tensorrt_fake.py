@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgemoe.core.engine import TensorSpec, run_engine
 from edgemoe.core.errors import EngineError
-from edgemoe.core.plan import FUSED_DIMS
+from edgemoe.core.stages import FUSED_DIMS
 from edgemoe.engines.target import TargetProfile, load_target
 from edgemoe.engines.tensorrt.backend import TensorRTBackend
 from edgemoe.engines.tensorrt.manifest import dla_placement

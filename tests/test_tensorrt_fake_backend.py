@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgemoe.core.bundle import MODEL_FORMAT, read_manifest
+from edgemoe.core.bundle import read_model_manifest
 from edgemoe.core.mask import all_masks, mask_names
-from edgemoe.core.plan import fused_stage
+from edgemoe.core.stages import fused_stage
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import PROFILE_DIR, TargetProfile, load_target
 from edgemoe.export.bundle import write_bundle
@@ -48,9 +48,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, checkpoint: Checkpoint, dat
 
 @pytest.fixture(scope="module")
 def frames(bundle: Path) -> dict[str, np.ndarray]:
-    from edgemoe.core.bundle import config_of
 
-    config = config_of(read_manifest(bundle, MODEL_FORMAT), str(bundle))
+    config = read_model_manifest(bundle).config
     rng = np.random.default_rng(7)
     return {s.name: rng.standard_normal((SAMPLES, *s.shape)).astype(np.float32) for s in config.sensors}
 
@@ -121,7 +120,7 @@ def test_build_load_infer_switch_close(profile: str, precision: str, bundle: Pat
                                        references: dict[str, Runtime], tmp_path: Path) -> None:
     target = with_precision(load_target(profile), precision)
     with installed(DEVICES[profile]) as device:
-        manifest = build_engines(bundle, target, tmp_path / "engines")
+        manifest = build_engines(bundle, target, tmp_path / "engines").model_dump(mode="json")
         check_manifest(manifest, target, precision)
         assert (tmp_path / "timing.cache").is_file()
         for cycle in range(2):  # load -> infer -> close -> load again: nothing left over, nothing freed twice
@@ -183,6 +182,6 @@ def test_the_device_check_verdict_runs_on_the_fake(bundle: Path, tmp_path: Path)
     assert all(r["parity_ok"] and r["max_abs_dprob"] < 1e-5 for r in report["precisions"]["fp32"]["masks"])
     assert set(report["precisions"]) == {"fp32", "fp16", "int8"}
     for result in report["precisions"].values():
-        assert len(result["masks"]) == 2 ** len(read_manifest(bundle, MODEL_FORMAT)["layout"]["sensors"]) - 1
+        assert len(result["masks"]) == 2 ** len(read_model_manifest(bundle).layout.sensors) - 1
         assert result["environment"]["sm_count"] == DEVICES["jetson-orin-nano"].sm_count
     assert "| 15 | camera+scan+imu+odom | 1 |" in (tmp_path / "device-check.md").read_text()  # the fused engine

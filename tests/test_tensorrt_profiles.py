@@ -8,6 +8,7 @@ import pytest
 
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.errors import BundleError, ConfigError
+from edgemoe.core.manifest import StageEntry
 from edgemoe.engines.build import choose_precision
 from edgemoe.engines.target import TrtOptions, load_target
 from edgemoe.engines.tensorrt.profiles import (
@@ -120,16 +121,21 @@ def test_tensorrt_11_has_no_precision_flags() -> None:
         precision_flags("int4", 10, strongly_typed=True)
 
 
-ENTRY = {"variants": {"fp32": {}, "fp16": {}, "int8": {"calibration": "abc"}},
-         "precision": {"choice": "int8"}}
+def _entry(*precisions: str, choice: str = "fp32") -> StageEntry:
+    ref = {"file": "stages/x.onnx", "sha256": "0" * 64}
+    return StageEntry.model_validate({"inputs": [], "outputs": [], "variants": {p: ref for p in precisions},
+                                      "precision": {"choice": choice}})
+
+
+ENTRY = _entry("fp32", "fp16", "int8", choice="int8")
 
 
 def test_auto_precision_follows_the_manifest_choice() -> None:
     assert choose_precision("expert[0]", ENTRY, "auto") == "int8"
-    assert choose_precision("expert[0]", {"variants": {"fp32": {}}}, "auto") == "fp32"
+    assert choose_precision("expert[0]", _entry("fp32"), "auto") == "fp32"
 
 
 def test_a_forced_precision_must_exist_in_the_bundle() -> None:
     assert choose_precision("gate", ENTRY, "fp16") == "fp16"
     with pytest.raises(BundleError, match=r"stage 'gate': no int8 variant.*edgemoe calibrate"):
-        choose_precision("gate", {"variants": {"fp32": {}}}, "int8")
+        choose_precision("gate", _entry("fp32"), "int8")

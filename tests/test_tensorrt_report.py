@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edgemoe.engines.tensorrt.report import build_report
+from tests.polling import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,7 @@ def test_the_build_script_runs_end_to_end_on_the_cpu_target(bundle_dir: Path, tm
     out = tmp_path / "built" / "cpu"
     env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT))
     done = subprocess.run(["bash", str(ROOT / "scripts/build_engines_on_device.sh"), str(bundle_dir), "cpu", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "built" / "cpu.build-report.md").read_text()
     assert "# Engine build: target 'cpu' (onnxruntime)" in report and "| gate | fp32 |" in report

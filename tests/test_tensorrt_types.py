@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from patch_tensorrt_stubs import patch_signature  # noqa: E402
 
+from tests.polling import HANG_S  # noqa: E402
+
 GOOD = '''
 import tensorrt as trt
 
@@ -89,7 +91,7 @@ def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[int]
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", str(ROOT / "pyproject.toml"),
          "edgemoe/engines/tensorrt", str(folder / "good_api.py"), str(folder / "bad_api.py")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     errors: dict[str, list[int]] = {}
     for line in done.stdout.splitlines():
         match = re.match(r"(.+?):(\d+): error:", line)

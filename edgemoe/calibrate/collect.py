@@ -23,6 +23,7 @@ import numpy as np
 from edgemoe.calibrate.recipe import CalibrationRecipe
 from edgemoe.calibrate.sets import CalibrationError, CalibrationSets
 from edgemoe.calibrate.variants import VariantEngines
+from edgemoe.core.batching import run_batched
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.mask import bits_to_masks, full_mask
 from edgemoe.core.stages import expert_stage
@@ -105,10 +106,7 @@ def collect_routing_aware(variants: VariantEngines, split: Split, recipe: Calibr
         index, masks = index[keep], masks[keep]
         for mask in np.unique(masks):
             rows = index[masks == mask]
-            plan = variants.plans[int(mask)]
-            for lo in range(0, rows.size, variants.max_batch):
-                part = rows[lo: lo + variants.max_batch]
-                executor.run(plan.mask, {i: split.frames[layout.sensors[i]][part] for i in plan.present})
+            run_batched(executor, int(mask), split.subset(rows).frames)
             report.mask_counts[int(mask)] = report.mask_counts.get(int(mask), 0) + int(rows.size)
         report.rounds += 1
         report.frames += int(index.size)
@@ -142,10 +140,7 @@ def collect_naive(variants: VariantEngines, split: Split, recipe: CalibrationRec
     full = full_mask(layout.num_sensors)
     usable = np.flatnonzero(recorded == full)
     index = rng.choice(usable, min(usable.size, recipe.samples_per_stage), replace=False)
-    plan = variants.plans[full]
-    for lo in range(0, index.size, variants.max_batch):
-        part = index[lo: lo + variants.max_batch]
-        executor.run(plan.mask, {i: split.frames[layout.sensors[i]][part] for i in plan.present})
+    run_batched(executor, full, split.subset(index).frames)
     sets = {stage: _subsample(records, recipe.samples_per_stage, rng) for stage, records in sinks.items()}
     for stage in sorted(experts):
         sets[stage] = {"tokens": rng.standard_normal((recipe.samples_per_stage, layout.dim)).astype(np.float32)}

@@ -12,7 +12,6 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgemoe.calibrate.collect import COLLECTORS, CollectionReport
 from edgemoe.calibrate.fp16 import convert_stage
@@ -25,29 +24,22 @@ from edgemoe.calibrate.sets import (
     content_sha256,
     save_sets,
 )
-from edgemoe.calibrate.variants import VariantEngines
-from edgemoe.core.bundle import (
-    MODEL_FORMAT,
-    config_of,
-    layout_of,
-    read_manifest,
-    sha256_file,
-    staged_directory,
-    verify_file,
-    write_manifest,
+from edgemoe.calibrate.variants import REEXPORT, VariantEngines
+from edgemoe.core.bundle import read_model_manifest, sha256_file, staged_directory, verify_file, write_manifest
+from edgemoe.core.manifest import (
+    CalibrationSets as SetsRef, CalibrationSummary, ModelManifest, PrecisionChoice, StageEntry, Variant,
 )
-from edgemoe.core.engine import TensorSpec
+from edgemoe.core.signing import SIGNATURE
 from edgemoe.core.stages import stage_file_stem
 from edgemoe.data.dataset import load_dataset
 from edgemoe.train.evaluate import EvalTable, evaluate_masks
 
-REEXPORT = "re-export with 'edgemoe export CKPT --out BUNDLE'"
 SETS_DIR = "calibration"
 
 
 @dataclass
 class CalibrationResult:
-    manifest: dict[str, Any]
+    manifest: ModelManifest
     sets_sha256: str
     report: CollectionReport | None
     auto: AutoPrecision
@@ -55,32 +47,37 @@ class CalibrationResult:
 
 def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: CalibrationSets | None = None,
                      log: Callable[[str], None] = lambda line: None) -> CalibrationResult:
-    """Collect (or take) calibration sets, write INT8/FP16 variants, choose precisions."""
+    """Collect (or take) calibration sets, write INT8/FP16 variants, choose precisions.
+
+    The manifest changes, so a signature the bundle had no longer holds: it is removed, and the
+    calibrated bundle must be signed again (``edgemoe sign``)."""
     bundle = Path(bundle)
-    manifest = read_manifest(bundle, MODEL_FORMAT)
-    config = config_of(manifest, str(bundle))
-    layout = layout_of(manifest)
+    manifest = read_model_manifest(bundle)
+    config, layout = manifest.config, manifest.layout
     for stage in layout.stage_names():
-        verify_file(bundle, manifest["stages"][stage]["variants"]["fp32"], f"stage '{stage}' (fp32)", REEXPORT)
+        verify_file(bundle, manifest.stages[stage].variants["fp32"], f"stage '{stage}' (fp32)", REEXPORT)
     splits = load_dataset(Path(data), config, tuple(dict.fromkeys((recipe.split, recipe.validation_split))))
     with staged_directory(bundle, overwrite=True) as tmp:
         shutil.copytree(bundle, tmp, dirs_exist_ok=True)
+        (tmp / SIGNATURE).unlink(missing_ok=True)
         variants = VariantEngines(tmp, manifest, recipe.batch)
         report = None
         if sets is None:
             log(f"collecting calibration sets ({recipe.method}) from split '{recipe.split}'")
             sets, report = COLLECTORS[recipe.method](variants, splits[recipe.split], recipe)
         for stage in layout.stage_names():
-            inputs = tuple(TensorSpec.from_dict(s) for s in manifest["stages"][stage]["inputs"])
-            check_stage_set(stage, sets.get(stage), inputs, recipe.min_samples)
+            check_stage_set(stage, sets.get(stage), manifest.stages[stage].inputs, recipe.min_samples)
         sets = {stage: sets[stage] for stage in layout.stage_names()}
         sets_file = f"{SETS_DIR}/sets.{recipe.method}.npz"
         digest = save_sets(sets, tmp / sets_file)
         log(f"calibration sets {digest[:12]}… -> {sets_file}")
-        for stage in layout.stage_names():
-            _write_variants(tmp, manifest["stages"][stage], stage, sets[stage], recipe, config.model.gate, log)
+        stages = {stage: _write_variants(tmp, manifest.stages[stage], stage, sets[stage], recipe,
+                                         config.model.gate, log)
+                  for stage in layout.stage_names()}
         log(f"sensitivity per stage on split '{recipe.validation_split}' (ONNX Runtime, fusions off)")
         val = splits[recipe.validation_split]
+        variants.close()  # the collection's engines; the scoring ones see the new variants
+        variants = VariantEngines(tmp, manifest.model_copy(update={"stages": stages}), recipe.batch)
 
         def score(assignment: Mapping[str, str]) -> EvalTable:
             return evaluate_masks(variants.predictor(assignment), val, config, recipe.validation_split)
@@ -88,48 +85,49 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
         auto = choose_precisions(layout.stage_names(), score, recipe.budgets, log)
         variants.close()
         for stage, choice in auto.choices.items():
-            manifest["stages"][stage]["precision"] = {
-                "choice": choice.choice, "reason": choice.reason, "evidence": choice.evidence,
-                "calibration": {"method": recipe.method, "set_sha256": content_sha256(sets[stage])},
-            }
-        manifest["calibration"] = _summary(recipe, sets_file, tmp, digest, report, auto)
+            precision = PrecisionChoice(choice=choice.choice, reason=choice.reason, evidence=choice.evidence,
+                                        calibration={"method": recipe.method,
+                                                     "set_sha256": content_sha256(sets[stage])})
+            stages[stage] = stages[stage].model_copy(update={"precision": precision})
+        manifest = manifest.model_copy(update={"stages": stages,
+                                               "calibration": _summary(recipe, sets_file, tmp, digest, report, auto)})
         write_manifest(tmp, manifest)
     return CalibrationResult(manifest, digest, report, auto)
 
 
-def _write_variants(directory: Path, entry: dict[str, Any], stage: str, stage_set: dict, recipe: CalibrationRecipe,
-                    gate_family: str, log: Callable[[str], None]) -> None:
-    source = directory / entry["variants"]["fp32"]["file"]
+def _write_variants(directory: Path, entry: StageEntry, stage: str, stage_set: dict, recipe: CalibrationRecipe,
+                    gate_family: str, log: Callable[[str], None]) -> StageEntry:
+    """Write the stage's INT8 and FP16 graphs; return its entry with both variants added."""
+    source = directory / entry.variants["fp32"].file
     stem = stage_file_stem(stage)
     int8_rel, fp16_rel = f"stages/{stem}.int8.onnx", f"stages/{stem}.fp16.onnx"
     summary = quantize_stage(stage, source, stage_set, directory / int8_rel, recipe.activation_calibration)
     fp16 = convert_stage(stage, source, directory / fp16_rel, gate_family)
     rows = len(next(iter(stage_set.values())))
-    entry["variants"]["int8"] = {
-        "file": int8_rel, "sha256": sha256_file(directory / int8_rel),
-        "calibration": {"method": recipe.method, "set_sha256": content_sha256(stage_set), "samples": rows,
-                        **quantization_record(recipe.activation_calibration),
-                        "qdq": {"quantize": summary.quantize, "dequantize": summary.dequantize,
-                                "per_channel_weights": summary.per_channel_weights, "validated": True}},
-    }
-    entry["variants"]["fp16"] = {"file": fp16_rel, "sha256": sha256_file(directory / fp16_rel), "calibration": fp16}
+    int8 = Variant(file=int8_rel, sha256=sha256_file(directory / int8_rel), calibration={
+        "method": recipe.method, "set_sha256": content_sha256(stage_set), "samples": rows,
+        **quantization_record(recipe.activation_calibration),
+        "qdq": {"quantize": summary.quantize, "dequantize": summary.dequantize,
+                "per_channel_weights": summary.per_channel_weights, "validated": True}})
+    half = Variant(file=fp16_rel, sha256=sha256_file(directory / fp16_rel), calibration=fp16)
     log(f"  {stage:<18} int8 ({rows} samples, {summary.quantize} Q / {summary.dequantize} DQ) + fp16")
+    return entry.model_copy(update={"variants": {**entry.variants, "int8": int8, "fp16": half}})
 
 
 def _summary(recipe: CalibrationRecipe, sets_file: str, directory: Path, digest: str,
-             report: CollectionReport | None, auto: AutoPrecision) -> dict[str, Any]:
+             report: CollectionReport | None, auto: AutoPrecision) -> CalibrationSummary:
     ref, fin, c = auto.reference, auto.final, auto.final_cost
-    return {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "method": recipe.method,
-        "recipe": recipe.model_dump(mode="json"),
-        "sets": {"file": sets_file, "sha256": sha256_file(directory / sets_file), "content_sha256": digest},
-        "collection": report.to_dict() if report else {"method": "provided"},
-        "validation": {
+    return CalibrationSummary(
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        method=recipe.method,
+        recipe=recipe.model_dump(mode="json"),
+        sets=SetsRef(file=sets_file, sha256=sha256_file(directory / sets_file), content_sha256=digest),
+        collection=report.to_dict() if report else {"method": "provided"},
+        validation={
             "split": ref.split,
             "fp32": {str(r.mask): r.accuracy for r in ref.rows},
             "auto": {str(r.mask): r.accuracy for r in fin.rows},
             "fp32_mean": ref.mean["accuracy"], "auto_mean": fin.mean["accuracy"],
             "auto_cost": c.to_dict(), "demoted": auto.demoted,
         },
-    }
+    )

@@ -132,6 +132,7 @@ class DaemonConfig(StrictModel):
     sinks: Sinks = Sinks()
     metrics: Metrics = Metrics()
     health_stale_s: float = Field(2.0, gt=0)  # unhealthy when the loop has not ticked for this long
+    trust: Path | None = None  # Ed25519 public key: load (and reload) only bundles it signed
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> DaemonConfig:

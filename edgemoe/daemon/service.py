@@ -7,6 +7,9 @@
 - SIGHUP: a background thread loads and warms the engine bundle at the same path again (point
   a symlink at a new build, then send SIGHUP); the loop keeps predicting with the old one and
   switches between two predictions. A bundle whose schema differs is refused, the old one stays.
+- ``trust`` (a public key, from the config or ``edgemoe run --trust``): the bundle must carry that
+  key's signature at start and at every reload; an unsigned, wrongly signed or tampered bundle is
+  refused (at start the daemon does not start; on reload the serving bundle keeps serving).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemoe.core.errors import EdgeMoEError
+from edgemoe.core.signing import TrustedKey
 from edgemoe.daemon.config import DaemonConfig
 from edgemoe.daemon.flags import FlagSource
 from edgemoe.daemon.loop import SensorLoop
@@ -41,7 +45,8 @@ class Daemon:
     def __init__(self, engines: Path, config: DaemonConfig) -> None:
         self.engines = Path(engines)
         self.config = config
-        runtime = Runtime.load(self.engines)  # loads and warms every engine
+        self.trust = TrustedKey.load(config.trust) if config.trust is not None else None
+        runtime = Runtime.load(self.engines, self.trust)  # loads and warms every engine
         self.metrics = DaemonMetrics(runtime.sensor_names)
         self.health = Health(config.health_stale_s)
         self.health.info["bundle"] = bundle_id(self.engines)
@@ -108,7 +113,7 @@ class Daemon:
             log.warning("reload already in progress; SIGHUP ignored")
             return
         try:
-            runtime = Runtime.load(self.engines)
+            runtime = Runtime.load(self.engines, self.trust)
             if runtime.config.sensors != self.loop.runtime.config.sensors:
                 runtime.close()
                 raise EdgeMoEError(f"{self.engines}: the new bundle's sensors differ from the serving one; "

@@ -22,6 +22,7 @@ was dropped, so the loop can count every datagram and never crash on one.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -99,11 +100,14 @@ def parse(datagram: bytes, schema: WireSchema) -> Frame | str:
     if (magic != MAGIC or version != VERSION or flags or reserved or ndim > MAX_DIMS
             or length != len(datagram) - HEADER_SIZE or any(dims[ndim:])):
         return BAD_HEADER
+    dtype = DTYPE_CODES.get(code)
+    if dtype is not None and length != dtype.itemsize * math.prod(dims[:ndim]):
+        return BAD_HEADER  # the payload length disagrees with the header's own dims
     if sensor >= len(schema.shapes):
         return UNKNOWN_SENSOR
     if code != schema.codes[sensor]:
         return BAD_DTYPE
-    if tuple(dims[:ndim]) != schema.shapes[sensor] or length != schema.nbytes[sensor]:
+    if tuple(dims[:ndim]) != schema.shapes[sensor]:
         return BAD_SHAPE
     data = np.frombuffer(datagram, schema.dtypes[sensor], offset=HEADER_SIZE).reshape(schema.shapes[sensor])
     return Frame(sensor, seq, capture_ns, data)

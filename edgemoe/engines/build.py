@@ -10,99 +10,100 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgemoe.core.bundle import (
-    ENGINE_FORMAT, MODEL_FORMAT, config_of, layout_of, read_manifest, sha256_file, staged_directory,
-    verify_file, write_manifest,
-)
-from edgemoe.core.engine import TensorSpec
+from edgemoe.core.bundle import read_model_manifest, sha256_file, staged_directory, verify_file, write_manifest
 from edgemoe.core.errors import BundleError
+from edgemoe.core.manifest import (
+    KINDS, MANIFEST, MODEL_KIND, EngineEntry, EngineManifest, FusedEngineEntry, FusedEntry, ModelManifest, SourceBundle, StageEntry,
+)
+from edgemoe.core.signing import TrustedKey
 from edgemoe.core.stages import FUSED_DIMS, stage_file_stem
 from edgemoe.engines.backend import get_backend
 from edgemoe.engines.target import TargetProfile
 
-REBUILD = "re-export with 'edgemoe export CKPT --out BUNDLE'"
+REBUILD = KINDS[MODEL_KIND][2]
 
 
-def fused_masks(available: dict[str, Any], wanted: Sequence[int] | None, bundle: Path) -> list[str]:
-    """Manifest keys of the fused graphs to build; a wanted mask the bundle lacks is an error."""
+def fused_masks(available: Mapping[int, FusedEntry], wanted: Sequence[int] | None, bundle: Path) -> list[int]:
+    """Masks of the fused graphs to build; a wanted mask the bundle lacks is an error."""
     if wanted is None:
-        return sorted(available, key=int)
-    lacking = sorted({m for m in wanted if str(m) not in available})
+        return sorted(available)
+    lacking = sorted({m for m in wanted if m not in available})
     if lacking:
         raise BundleError(f"{bundle}: no fused graph for mask(s) {lacking} (the bundle has "
-                          f"{sorted(map(int, available))}); re-export with 'edgemoe export CKPT --fuse MASK'")
-    return sorted({str(m) for m in wanted}, key=int)
+                          f"{sorted(available)}); re-export with 'edgemoe export CKPT --fuse MASK'")
+    return sorted(set(wanted))
 
 
-def choose_precision(stage: str, entry: dict[str, Any], policy: str) -> str:
+def choose_precision(stage: str, entry: StageEntry, policy: str) -> str:
     """``auto`` follows the manifest's per-stage choice; a forced precision must exist."""
-    precision = entry.get("precision", {}).get("choice", "fp32") if policy == "auto" else policy
-    if precision not in entry["variants"]:
+    precision = entry.precision.choice if policy == "auto" else policy
+    if precision not in entry.variants:
         raise BundleError(f"stage '{stage}': no {precision} variant in the bundle (has "
-                          f"{sorted(entry['variants'])}); run 'edgemoe calibrate' first or pick another precision")
+                          f"{sorted(entry.variants)}); run 'edgemoe calibrate' first or pick another precision")
     return precision
 
 
 def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = False,
                   on_stage: Callable[[str, str], None] = lambda stage, precision: None,
-                  fuse: Sequence[int] | None = None) -> dict[str, Any]:
+                  fuse: Sequence[int] | None = None, trust: TrustedKey | None = None) -> EngineManifest:
     """Build every stage, and the fused graph of each mask in ``fuse`` (None: every fused graph
-    the bundle carries; the profiler's choice file narrows it to the masks worth their memory)."""
-    model = read_manifest(bundle, MODEL_FORMAT)
-    config = config_of(model, str(bundle))
-    layout = layout_of(model)
+    the bundle carries; the profiler's choice file narrows it to the masks worth their memory).
+    With ``trust``, a model bundle that key did not sign is refused before anything is built."""
+    bundle = Path(bundle).resolve()
+    model = read_model_manifest(bundle, trust)
     backend = get_backend(target.backend)
-    max_dims = layout.max_dims(target.max_batch)
+    max_dims = model.layout.max_dims(target.max_batch)
     with staged_directory(out, overwrite=force) as tmp:
-        def build(stage: str, entry: dict[str, Any], precision: str, dims: dict[str, int]) -> dict[str, Any]:
-            variant = entry["variants"][precision]
+        def build(stage: str, entry: StageEntry, precision: str, dims: dict[str, int]) -> dict[str, Any]:
+            variant = entry.variants[precision]
             source = verify_file(bundle, variant, f"stage '{stage}' ({precision})", REBUILD)
             on_stage(stage, precision)
-            inputs = tuple(TensorSpec.from_dict(s) for s in entry["inputs"])
-            outputs = tuple(TensorSpec.from_dict(s) for s in entry["outputs"])
             rel = f"{stage_file_stem(stage)}.{precision}{backend.engine_suffix}"
-            extra = backend.build_stage(stage, source, precision, inputs, outputs, dims, target, tmp / rel)
+            extra = backend.build_stage(stage, source, precision, entry.inputs, entry.outputs, dims, target, tmp / rel)
             return {
                 "file": rel, "sha256": sha256_file(tmp / rel), "precision": precision,
-                "source_file": variant["file"], "source_sha256": variant["sha256"],
-                "calibration": variant.get("calibration"), "source_opset": model.get("opset"),
-                "inputs": entry["inputs"], "outputs": entry["outputs"], **extra,
+                "source_file": variant.file, "source_sha256": variant.sha256,
+                "calibration": variant.calibration, "source_opset": model.opset,
+                "inputs": entry.inputs, "outputs": entry.outputs, **extra,
             }
 
-        engines: dict[str, Any] = {}
-        for stage in layout.stage_names():
-            if stage not in model["stages"]:
+        engines: dict[str, EngineEntry] = {}
+        for stage in model.layout.stage_names():
+            if stage not in model.stages:
                 raise BundleError(f"{bundle}: stage '{stage}' is missing from the manifest; {REBUILD}")
-            entry = model["stages"][stage]
-            engines[stage] = build(stage, entry, choose_precision(stage, entry, target.precision), max_dims)
+            entry = model.stages[stage]
+            engines[stage] = EngineEntry(**build(stage, entry, choose_precision(stage, entry, target.precision),
+                                                 max_dims))
         fused = {}
-        for key in fused_masks(model.get("fused") or {}, fuse, bundle):
-            entry = model["fused"][key]
+        for mask in fused_masks(model.fused, fuse, bundle):
+            entry = model.fused[mask]
             # a fused graph is fp32 (no calibrated variant): its engine's speed comes from one call
-            fused[key] = {"stage": entry["stage"], "sensors": entry["sensors"],
-                          **build(entry["stage"], entry, "fp32", FUSED_DIMS)}
-        constants = model.get("constants")
-        if constants:
-            shutil.copyfile(verify_file(bundle, constants, "constants", REBUILD), tmp / constants["file"])
-        manifest = {
-            "format": ENGINE_FORMAT,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "target": target.model_dump(mode="json"),
-            "backend": target.backend,
-            "environment": backend.environment(target),
-            "source_bundle": {"path": str(Path(bundle).resolve()),
-                              "manifest_sha256": sha256_file(Path(bundle) / "manifest.json")},
-            "config": config.model_dump(mode="json"),
-            "layout": layout.to_dict(),
-            "max_dims": max_dims,
-            "constants": constants,
-            "expected_accuracy": model.get("expected_accuracy"),
-            "engines": engines,
-            "fused": fused,
-        }
+            fused[mask] = FusedEngineEntry(stage=entry.stage, sensors=entry.sensors,
+                                           **build(entry.stage, entry, "fp32", FUSED_DIMS))
+        if model.constants is not None:
+            shutil.copyfile(verify_file(bundle, model.constants, "constants", REBUILD), tmp / model.constants.file)
+        manifest = EngineManifest(
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            target=target.model_dump(mode="json"),
+            backend=target.backend,
+            environment=backend.environment(target),
+            source_bundle=_source(bundle, model, trust),
+            config=model.config,
+            layout=model.layout,
+            max_dims=max_dims,
+            constants=model.constants,
+            expected_accuracy=model.expected_accuracy,
+            engines=engines,
+            fused=fused,
+        )
         write_manifest(tmp, manifest)
     return manifest
+
+
+def _source(bundle: Path, model: ModelManifest, trust: TrustedKey | None) -> SourceBundle:
+    return SourceBundle(path=str(bundle), manifest_sha256=sha256_file(bundle / MANIFEST), checkpoint=model.checkpoint,
+                        signed_by=None if trust is None else trust.id)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from edgemoe.core.bundle import sha256_file
+from edgemoe.core.manifest import FusedEntry, Variant
 from edgemoe.core.mask import mask_names, masks_to_bits
 from edgemoe.core.stages import fused_stage, fused_tensors, stage_file_stem
 from edgemoe.export.monolithic import check_graph, export_graph
@@ -70,10 +70,10 @@ def export_fused(model: MoEModel, mask: int, simplify: bool = True) -> onnx.Mode
 
 
 def write_fused(model: MoEModel, masks: list[int], directory: Path,
-                on_stage: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
+                on_stage: Callable[[str], None] = lambda stage: None) -> dict[int, FusedEntry]:
     """Export the fused graph of each mask into ``directory/fused/``; returns the manifest's
     ``fused`` section, ``{mask: entry}`` (batch-1 inputs named as the present sensors)."""
-    entries: dict[str, Any] = {}
+    entries: dict[int, FusedEntry] = {}
     config = model.config
     frames = {s.name: s.shape for s in config.sensors}
     for mask in masks:
@@ -85,10 +85,8 @@ def write_fused(model: MoEModel, masks: list[int], directory: Path,
         onnx.save_model(graph, directory / rel, save_as_external_data=False)
         sensors = mask_names(mask, config.sensor_names)
         inputs, outputs = fused_tensors(model.layout(), frames, sensors)
-        entries[str(mask)] = {
-            "stage": stage, "sensors": sensors,
-            "inputs": [t.to_dict() for t in inputs],
-            "outputs": [t.to_dict() for t in outputs],
-            "variants": {"fp32": {"file": rel, "sha256": sha256_file(directory / rel)}},
-        }
+        entries[mask] = FusedEntry(
+            stage=stage, sensors=tuple(sensors), inputs=inputs, outputs=outputs,
+            variants={"fp32": Variant(file=rel, sha256=sha256_file(directory / rel))},
+        )
     return entries

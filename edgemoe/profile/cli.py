@@ -44,7 +44,7 @@ def _profile(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.progress import Progress
 
-    from edgemoe.core.bundle import ENGINE_FORMAT, config_of, read_manifest
+    from edgemoe.core.bundle import read_engine_manifest
     from edgemoe.core.errors import ConfigError
     from edgemoe.core.mask import all_masks
     from edgemoe.profile.measure import ProfileSettings, profile_engines, switch_patterns, work_units
@@ -55,7 +55,7 @@ def _profile(args: argparse.Namespace) -> int:
     runs = []
     with Progress(disable=args.no_progress, transient=False) as bar:
         for path in args.paths:
-            names = config_of(read_manifest(path, ENGINE_FORMAT), str(path)).sensor_names
+            names = read_engine_manifest(path).config.sensor_names
             masks = tuple(parse_mask(m, names) for m in args.mask) if args.mask else None
             settings = ProfileSettings(masks=masks, frames=args.frames, rounds=args.rounds,
                                        switch_frames=args.switch_frames, data=args.data, seed=args.seed)

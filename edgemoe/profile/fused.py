@@ -23,9 +23,9 @@ from typing import Any
 
 from edgemoe.core.errors import ConfigError
 from edgemoe.core.mask import mask_label, parse_mask
-from edgemoe.core.stages import FUSED_DIMS
+from edgemoe.core.stages import fused_stage
+from edgemoe.engines.loader import EngineLoader
 from edgemoe.profile.timing import percentiles, rss_bytes
-from edgemoe.runtime.loader import load_engine
 from edgemoe.runtime.runtime import Runtime
 
 CHOICE_FILE = "fused_choice.json"
@@ -51,19 +51,18 @@ def measure_fused(runtime: Runtime, masks: Sequence[int], frame: Callable[[int, 
                     took[name].append(clock() - t0)
         fused, stag = percentiles(took["fused"]), percentiles(took["staged"])
         out[mask] = {"fused": fused, "staged": stag, "gain_us": stag["p50"] - fused["p50"],
-                     "ratio_p50": fused["p50"] / stag["p50"], **_memory(bundle.path, bundle.manifest, mask)}
+                     "ratio_p50": fused["p50"] / stag["p50"], **_memory(bundle.loaders[fused_stage(mask)])}
     return out
 
 
-def _memory(path: Path, manifest: Mapping[str, Any], mask: int) -> dict[str, float]:
+def _memory(loader: EngineLoader) -> dict[str, float]:
     """The engine file and the RSS grown by loading (and warming) the fused engine once more."""
-    entry = manifest["fused"][str(mask)]
     before = rss_bytes()
-    engine = load_engine(path, dict(manifest), entry["stage"], entry, FUSED_DIMS)
+    engine = loader()
     engine.warmup()
     grown = rss_bytes() - before
     engine.close()
-    return {"file_kib": (path / entry["file"]).stat().st_size / 1024, "rss_mib": max(grown, 0) / 2**20}
+    return {"file_kib": loader.path.stat().st_size / 1024, "rss_mib": max(grown, 0) / 2**20}
 
 
 def choose_fused(measured: Mapping[int, Mapping[str, Any]], frequencies: Mapping[int, float] | None = None,

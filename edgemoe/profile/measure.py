@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgemoe.core.engine import Engine
+from edgemoe.core.manifest import EngineManifest
 from edgemoe.core.mask import all_masks, full_mask, is_present, mask_label, present_count
 from edgemoe.core.stages import fused_stage
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
@@ -89,13 +90,13 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "engines": str(path),
         "label": precision_label(manifest),
-        "precision": {stage: e.get("precision", "?") for stage, e in manifest["engines"].items()},
-        "backend": manifest.get("backend"),
-        "target": manifest.get("target", {}).get("name"),
+        "precision": {stage: e.precision for stage, e in manifest.engines.items()},
+        "backend": manifest.backend,
+        "target": manifest.target_name,
         "sensors": list(names),
         "stage_order": _stage_order(runtime),
         "settings": settings.to_dict(),
-        "environment": describe(manifest.get("target", {}).get("onnxruntime", {})),
+        "environment": describe(manifest.target.get("onnxruntime", {})),
         "cold_start": cold,
         "memory": {
             "rss_before_load_mib": rss_start / 2**20, "rss_after_load_mib": rss_loaded / 2**20,
@@ -122,8 +123,8 @@ def _stage_order(runtime: Runtime) -> list[str]:
     return runtime.bundle.layout.stage_names() + [fused_stage(m) for m in sorted(runtime.bundle.fused)]
 
 
-def precision_label(manifest: dict[str, Any]) -> str:
-    found = sorted({e.get("precision", "?") for e in manifest["engines"].values()})
+def precision_label(manifest: EngineManifest) -> str:
+    found = sorted({e.precision for e in manifest.engines.values()})
     return found[0] if len(found) == 1 else "mixed(" + ",".join(found) + ")"
 
 

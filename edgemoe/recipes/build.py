@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgemoe.recipes.conventions import StageTimer, emit_json, refuse_overwrite, require_directory_path
+
+if TYPE_CHECKING:
+    from edgemoe.core.manifest import EngineManifest
 
 
 class ListTargets(argparse.Action):
@@ -30,7 +33,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="target profile name (see --list-targets) or a YAML path (default: cpu)")
     parser.add_argument("--list-targets", action=ListTargets, help="print the known target profiles and exit")
     parser.add_argument("--out", type=Path, required=True, help="engine bundle directory to create")
-    parser.add_argument("--force", action="store_true", help="replace an existing engine bundle")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing engine bundle (a symlink is repointed at the new build atomically)")
+    parser.add_argument("--trust", type=Path, default=None, metavar="PUBKEY",
+                        help="refuse a model bundle not signed by this Ed25519 public key ('edgemoe sign')")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default=None,
                            help="precision of every stage, overriding the profile "
@@ -51,26 +57,28 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgemoe.core.bundle import MODEL_FORMAT, config_of, read_manifest
+    from edgemoe.core.bundle import read_model_manifest
     from edgemoe.core.mask import parse_mask_selection
+    from edgemoe.core.signing import TrustedKey
     from edgemoe.engines.build import build_engines
     from edgemoe.engines.target import load_target, with_build_overrides
 
     require_directory_path(args.out)
     refuse_overwrite(args.out, args.force)
     target = with_build_overrides(load_target(args.target), args.precision, args.workspace, args.dla_core)
+    trust = TrustedKey.load(args.trust) if args.trust else None
     fuse = None
     if args.fuse is not None:
-        names = config_of(read_manifest(args.bundle, MODEL_FORMAT), str(args.bundle)).sensor_names
+        names = read_model_manifest(args.bundle, trust).config.sensor_names
         fuse = parse_mask_selection([v for v in args.fuse if v != "none"], names)
     timer = StageTimer("build")
     manifest = build_engines(args.bundle, target, args.out, args.force,
                              on_stage=lambda stage, precision: timer.start(stage, f"{precision}, {target.backend}"),
-                             fuse=fuse)
+                             fuse=fuse, trust=trust)
     total = timer.finish()
     warnings = stage_warnings(manifest)
     summary = {"engines": str(args.out), "target": target.name, "backend": target.backend,
-               "stages": len(manifest["engines"]), "fused": len(manifest["fused"]), "warnings": warnings,
+               "stages": len(manifest.engines), "fused": len(manifest.fused), "warnings": warnings,
                "seconds": round(total, 3), "timing": timer.rows}
     if args.json:
         emit_json(summary)
@@ -83,15 +91,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def stage_warnings(manifest: dict[str, Any]) -> list[str]:
+def stage_warnings(manifest: EngineManifest) -> list[str]:
     """What the build could not give as asked: missing providers, layers that left the DLA."""
     from edgemoe.engines.tensorrt.report import dla_summary
 
     lines = []
-    for stage, entry in manifest["engines"].items():
-        if entry.get("providers_missing"):
-            lines.append(f"{stage} runs on {entry['providers']}: onnxruntime lacks {entry['providers_missing']} "
-                         "(install onnxruntime-gpu, or set 'require_providers: true' to refuse)")
-        if entry.get("dla"):  # a stage the profile sends to the DLA: where it really landed, or why not
-            lines.append(f"{stage}: DLA placement: {dla_summary(entry)}")
+    for stage, entry in manifest.engines.items():
+        if entry.fact("providers_missing"):
+            lines.append(f"{stage} runs on {entry.fact('providers')}: onnxruntime lacks "
+                         f"{entry.fact('providers_missing')} (install onnxruntime-gpu, or set "
+                         "'require_providers: true' to refuse)")
+        if entry.fact("dla"):  # a stage the profile sends to the DLA: where it really landed, or why not
+            lines.append(f"{stage}: DLA placement: {dla_summary({'dla': entry.fact('dla')})}")
     return lines

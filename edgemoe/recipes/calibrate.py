@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
               f"routed tokens per expert {result.report.routed_tokens}")
     if args.save_sets:
         args.save_sets.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.bundle / result.manifest["calibration"]["sets"]["file"], args.save_sets)
+        shutil.copyfile(args.bundle / result.manifest.calibration.sets.file, args.save_sets)
         print(f"copied calibration sets to {args.save_sets}")
-    choices = {s: e["precision"]["choice"] for s, e in result.manifest["stages"].items()}
+    choices = {s: e.precision.choice for s, e in result.manifest.stages.items()}
     cost = result.auto.final_cost
     print(f"precision per stage: {choices}")
     print(f"auto on '{recipe.validation_split}' costs {cost.mean:+.2f} mean, {cost.worst:+.2f} worst-mask points "

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = write_bundle(ckpt, args.out, table, args.max_batch or DEFAULT_MAX_BATCH, args.force,
                             on_stage=timer.start, fuse_masks=fuse)
     total = timer.finish()
-    summary = {"bundle": str(args.out), "stages": len(manifest["stages"]), "fused": len(manifest["fused"]),
-               "opset": manifest["opset"], "seconds": round(total, 3), "timing": timer.rows}
+    summary = {"bundle": str(args.out), "stages": len(manifest.stages), "fused": len(manifest.fused),
+               "opset": manifest.opset, "seconds": round(total, 3), "timing": timer.rows}
     if args.json:
         emit_json(summary)
         return 0

@@ -23,6 +23,9 @@ UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engines", type=Path, help="engine bundle directory (or a symlink to one)")
     parser.add_argument("--config", type=Path, required=True, help="daemon YAML (see docs/daemon.md)")
+    parser.add_argument("--trust", type=Path, default=None, metavar="PUBKEY",
+                        help="run (and reload) only bundles signed by this Ed25519 public key (overrides the "
+                             "config's 'trust')")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, soak)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=None,
                         help="daemon log level (default INFO; WARNING with -q, DEBUG with -vv)")
@@ -37,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = DaemonConfig.from_yaml(args.config)
+    if args.trust is not None:
+        config = config.model_copy(update={"trust": args.trust})
     try:
         daemon = Daemon(args.engines, config)
     except OSError as exc:

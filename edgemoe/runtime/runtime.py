@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemoe.core.batching import run_batched
 from edgemoe.core.errors import FrameError
-from edgemoe.core.mask import Mask, absent, all_masks, mask_names, mask_of, present
+from edgemoe.core.mask import Mask, absent, all_masks, mask_names, mask_of
+from edgemoe.core.signing import TrustedKey
 from edgemoe.runtime.executor import PlanExecutor
 from edgemoe.runtime.loader import EngineBundle, load_engine_bundle
 
@@ -71,8 +73,9 @@ class Runtime:
         self._nothing = {name: ABSENT for name in self.sensor_names}
 
     @classmethod
-    def load(cls, path: str | Path) -> Runtime:
-        return cls(load_engine_bundle(Path(path)))
+    def load(cls, path: str | Path, trust: TrustedKey | None = None) -> Runtime:
+        """Load and warm the bundle at ``path``; with ``trust`` it must carry that key's signature."""
+        return cls(load_engine_bundle(Path(path), trust=trust))
 
     @property
     def sensor_names(self) -> tuple[str, ...]:
@@ -113,14 +116,7 @@ class Runtime:
     def infer_batch(self, frames: Mapping[str, np.ndarray], mask: Mask) -> np.ndarray:
         """``[N, *shape]`` frames of the sensors in ``mask`` -> ``[N, C]`` probs, in chunks of
         the bundle's max batch. For evaluation and throughput; no NaN screening."""
-        n = next(iter(frames.values())).shape[0]
-        out = np.empty((n, self.config.num_classes), np.float32)
-        step = self.bundle.max_batch
-        for lo in range(0, n, step):
-            part = {i: np.ascontiguousarray(frames[self.sensor_names[i]][lo : lo + step], np.float32)
-                    for i in present(mask, self.config.num_sensors)}
-            out[lo : lo + step] = self.executor.run(mask, part).probs
-        return out
+        return run_batched(self.executor, mask, frames)
 
     def _collect(self, frames: Mapping[str, np.ndarray | None]) -> tuple[dict[int, np.ndarray], dict[str, str]]:
         unknown = frames.keys() - self._known

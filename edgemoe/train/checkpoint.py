@@ -1,4 +1,4 @@
-"""Checkpoints: one safetensors file whose metadata carries the schema.
+"""Checkpoints: one safetensors file whose metadata carries the schema and a content hash.
 
 safetensors stores raw tensors and a string map, so loading a checkpoint never unpickles code.
 The model config travels inside (``metadata["config"]``), so nothing downstream re-declares it.
@@ -7,12 +7,18 @@ While training runs, the checkpoint written after each epoch also carries what `
 (the last weights, the optimiser and schedule, the history) under the ``resume/`` key prefix and
 ``metadata["resume"]``; :func:`load_checkpoint` ignores them, so any epoch's file is also a plain
 checkpoint of the best model so far, loadable by one process whatever the world size that wrote it.
+
+``metadata["content_sha256"]`` hashes everything else in the file (the tensor table, the other
+metadata and every tensor byte) and is checked on load, so a flipped byte is refused instead of
+exported; the model bundle records it with the file's own sha256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +27,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from edgemoe.core.errors import EdgeMoEError
 from edgemoe.core.schema import ModelConfig
@@ -30,6 +36,7 @@ from edgemoe.model.moe import MoEModel
 
 FORMAT = "edgemoe-checkpoint/1"
 RESUME = "resume/"
+CONTENT_HASH = "content_sha256"
 
 
 class CheckpointError(EdgeMoEError):
@@ -41,6 +48,19 @@ class Checkpoint:
     model: MoEModel
     config: ModelConfig
     info: dict[str, Any] = field(default_factory=dict)  # history, validation table, seed, ...
+    path: Path | None = None
+    sha256: str = ""  # of the file's bytes
+    content_sha256: str = ""  # the hash it carries, checked on load
+
+
+def content_sha256(data: bytes) -> str:
+    """The hash of a safetensors file's header (its own hash left out) and tensor bytes."""
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8: 8 + size])
+    header.get("__metadata__", {}).pop(CONTENT_HASH, None)
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    digest.update(memoryview(data)[8 + size:])
+    return digest.hexdigest()
 
 
 @dataclass
@@ -89,34 +109,44 @@ def save_checkpoint(model: MoEModel, path: Path, info: dict[str, Any], resume: R
     if resume is not None:
         state.update({k: v.detach().cpu().contiguous() for k, v in resume.tensors().items()})
         metadata["resume"] = resume.metadata()
+    metadata[CONTENT_HASH] = content_sha256(save(state, metadata=metadata))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(state, tmp, metadata=metadata)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(save(state, metadata=metadata))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], str, str]:
+    """Tensors and metadata of a checkpoint whose content hash holds, the file's sha256 and the
+    content hash."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
-        state = load_file(str(path))
+        data = Path(path).read_bytes()
+        state = load(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({exc})") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format '{metadata.get('format')}' is not '{FORMAT}'")
-    return state, metadata
+    recorded, actual = metadata.get(CONTENT_HASH), content_sha256(data)
+    if recorded is None:
+        raise CheckpointError(f"{path}: no {CONTENT_HASH} in its metadata (written by an older edgemoe); retrain")
+    if recorded != actual:
+        raise CheckpointError(f"{path}: content sha256 mismatch (recorded {recorded[:12]}…, file {actual[:12]}…): "
+                              "the checkpoint was modified or corrupted; retrain or restore it")
+    return state, metadata, hashlib.sha256(data).hexdigest(), actual
 
 
 def load_resume_state(path: Path) -> tuple[Checkpoint, ResumeState]:
     """The best model so far and where the run stood, from a checkpoint written mid-training."""
-    tensors, metadata = _read(path)
+    tensors, metadata, _, _ = _read(path)
     if "resume" not in metadata:
         raise CheckpointError(f"{path}: no training state to resume (the run that wrote it finished; "
                               "start a new run or choose another --out)")
@@ -125,7 +155,7 @@ def load_resume_state(path: Path) -> tuple[Checkpoint, ResumeState]:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    state, metadata = _read(path)
+    state, metadata, sha256, content = _read(path)
     state = {k: v for k, v in state.items() if not k.startswith(RESUME)}
     config = ModelConfig.from_json(metadata["config"], source=f"{path} (embedded config)")
     model = build_model(config)
@@ -136,4 +166,4 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
         )
     model.eval()
-    return Checkpoint(model, config, json.loads(metadata.get("info", "{}")))
+    return Checkpoint(model, config, json.loads(metadata.get("info", "{}")), Path(path), sha256, content)

@@ -6,11 +6,12 @@ build script prints it next to the JetPack/TensorRT/CUDA versions and the power 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from edgemoe.core.bundle import read_engine_manifest
 
 
 def dla_summary(entry: Mapping[str, Any]) -> str:
@@ -57,8 +58,7 @@ def build_report(manifest: Mapping[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     """``python -m edgemoe.engines.tensorrt.report ENGINES [REPORT.md]``"""
-    manifest = json.loads((Path(argv[1]) / "manifest.json").read_text())
-    text = build_report(manifest)
+    text = build_report(read_engine_manifest(Path(argv[1])).model_dump(mode="json"))
     if len(argv) > 2:
         Path(argv[2]).write_text(text)
     print(text, end="")

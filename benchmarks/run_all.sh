@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Re-run every recorded benchmark and rewrite benchmarks/results/, so the numbers in the repository
+# are never older than the code they describe. Every Markdown and JSON result it writes is stamped
+# with the commit, the machine and its load (benchmarks/stamp.py).
+#
+#   benchmarks/run_all.sh                 the full set (hours on a 2-core machine: run it on a quiet one)
+#   benchmarks/run_all.sh --short         every benchmark in its short mode, on a small model, into
+#                                         runs/bench_all_short/results (proves the set runs; no numbers)
+#   benchmarks/run_all.sh --list          the benchmarks: name, command, short-mode flags (tab-separated)
+#   benchmarks/run_all.sh --only NAME     one benchmark (and what it needs), e.g. --only daemon_flood
+#
+# Models, bundles and engines are made under runs/bench_all (git-ignored) from the same commands the
+# results describe; set PYTHON to choose the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# name | command | short-mode flags. Every recorded result under benchmarks/results/ comes from one
+# row; tests/test_run_all.py checks each command exists and takes its short-mode flags.
+BENCHMARKS="\
+accuracy|edgemoe bench accuracy|--quick
+runtime_vs_baselines|benchmarks/bench_runtime.py|--quick
+scale_8x16|benchmarks/bench_scale.py|--quick
+daemon_flood|benchmarks/daemon_flood.py|--short
+calibration_accuracy|benchmarks/calibration_accuracy.py|--split val
+profile_cpu|scripts/profile_latency.py|--frames 4 --rounds 1 --switch-frames 8
+profile_fused|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
+profile_precision|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8"
+# Not re-run: hot_path_before_after.md compares the runtime before and after one change (commit
+# e171906 against its successor); it is a record of that change, not of the current code.
+METHODS="confsmoe:softmax dense:softmax flexmoe:softmax mars:softmax smoe:gaussian mars:laplace"
+
+SHORT=0 ONLY="" WORK=runs/bench_all RESULTS=benchmarks/results
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --list) echo "$BENCHMARKS" | tr '|' '\t'; exit 0 ;;
+    --short) SHORT=1; WORK=runs/bench_all_short; RESULTS=runs/bench_all_short/results ;;
+    --only) ONLY="$2"; shift ;;
+    *) echo "usage: $0 [--short] [--list] [--only NAME]" >&2; exit 2 ;;
+  esac
+  shift
+done
+PY=${PYTHON:-python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+edgemoe() { "$PY" -m edgemoe.cli "$@"; }
+short_flags() { echo "$BENCHMARKS" | awk -F'|' -v n="$1" '$1 == n { print $3 }'; }
+flags() { if [[ $SHORT == 1 ]]; then short_flags "$1"; fi; }
+wanted() { [[ -z $ONLY || $ONLY == "$1" ]]; }
+stamp() { "$PY" benchmarks/stamp.py "$@"; }
+mkdir -p "$WORK" "$RESULTS"
+
+# -- the models every result describes ------------------------------------------------------------
+DATA=$WORK/data CKPT=$WORK/model.safetensors BUNDLE=$WORK/bundle ENGINES=$WORK/engines
+SCALE=0.4 EPOCHS=4
+if [[ $SHORT == 1 ]]; then SCALE=0.05 EPOCHS=1; fi
+prepare_default() {
+  [[ -d $DATA ]] || edgemoe data synth --scale "$SCALE" --out "$DATA"
+  [[ -f $CKPT ]] || edgemoe train --data "$DATA" --epochs "$EPOCHS" --out "$CKPT" --no-progress
+  [[ -d $BUNDLE ]] || edgemoe export "$CKPT" --fuse all --out "$BUNDLE"
+  [[ -d $ENGINES ]] || edgemoe build "$BUNDLE" --target cpu --fuse none --out "$ENGINES"
+}
+method_bundle() {  # METHOD GATE -> a calibrated bundle of that method under $WORK/methods
+  local name="$1-$2" dir=$WORK/methods
+  mkdir -p "$dir"
+  if [[ ! -d $dir/$name.bundle ]]; then
+    "$PY" -c "import sys, yaml; from edgemoe.core.schema import load_config
+c = load_config(None).model_dump(mode='json'); c['model'].update(method=sys.argv[1], gate=sys.argv[2])
+yaml.safe_dump(c, open(sys.argv[3], 'w'))" "$1" "$2" "$dir/$name.yaml"
+    edgemoe train --config "$dir/$name.yaml" --data "$DATA" --epochs "$EPOCHS" --out "$dir/$name.safetensors" --no-progress
+    edgemoe export "$dir/$name.safetensors" --out "$dir/$name.bundle"
+    edgemoe calibrate "$dir/$name.bundle" --data "$DATA"
+  fi
+  echo "$dir/$name.bundle"
+}
+prepare_default
+
+# -- the benchmarks ------------------------------------------------------------------------------
+if wanted accuracy; then
+  edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy $(flags accuracy)
+  edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy_20ep --epochs 20 $(flags accuracy)
+  stamp "$RESULTS"/accuracy.md "$RESULTS"/accuracy.json "$RESULTS"/accuracy_20ep.md "$RESULTS"/accuracy_20ep.json
+fi
+if wanted runtime_vs_baselines; then
+  "$PY" benchmarks/bench_runtime.py --checkpoint "$CKPT" --engines "$ENGINES" \
+    --out "$RESULTS"/runtime_vs_baselines.md $(flags runtime_vs_baselines)
+  stamp "$RESULTS"/runtime_vs_baselines.md
+fi
+if wanted scale_8x16; then
+  "$PY" benchmarks/bench_scale.py --out "$RESULTS"/scale_8x16.md $(flags scale_8x16)
+  stamp "$RESULTS"/scale_8x16.md
+fi
+if wanted daemon_flood; then
+  "$PY" benchmarks/daemon_flood.py "$ENGINES" --md "$RESULTS"/daemon_flood.md $(flags daemon_flood)
+  stamp "$RESULTS"/daemon_flood.md
+fi
+if wanted calibration_accuracy; then
+  calibrated=$WORK/bundle.calibrated
+  if [[ ! -d $calibrated ]]; then cp -r "$BUNDLE" "$calibrated"; edgemoe calibrate "$calibrated" --data "$DATA"; fi
+  "$PY" benchmarks/calibration_accuracy.py --bundle "$calibrated" --data "$DATA" --work "$WORK/calibration" \
+    --out "$RESULTS"/calibration_accuracy.md $(flags calibration_accuracy)
+  stamp "$RESULTS"/calibration_accuracy.md
+  for pair in $METHODS; do
+    method=${pair%%:*} gate=${pair##*:}
+    name=$([[ $gate == softmax ]] && echo "$method" || echo "$gate")
+    "$PY" benchmarks/calibration_accuracy.py --bundle "$(method_bundle "$method" "$gate")" --data "$DATA" \
+      --name "$name" --work "$WORK/calibration" --out "$RESULTS/calibration_accuracy_$name.md" $(flags calibration_accuracy)
+    stamp "$RESULTS/calibration_accuracy_$name.md"
+  done
+fi
+if wanted profile_cpu; then
+  "$PY" scripts/profile_latency.py "$ENGINES" --data "$DATA" --no-progress --out "$RESULTS"/profile_cpu $(flags profile_cpu)
+  stamp "$RESULTS"/profile_cpu/profile.md
+fi
+compare() {  # A B OUT: B/A ratio tables of two engine bundles, each profiled on its own
+  local a=$WORK/profiles/$(basename "$1") b=$WORK/profiles/$(basename "$2")
+  for engines in "$1" "$2"; do
+    edgemoe profile "$engines" --data "$DATA" --no-progress --out "$WORK/profiles/$(basename "$engines")" \
+      $(flags profile_fused) > /dev/null
+  done
+  edgemoe profile compare "$a" "$b" --compare-out "$3" > /dev/null
+}
+if wanted profile_fused; then
+  fused=$WORK/engines_fused
+  [[ -d $fused ]] || edgemoe build "$BUNDLE" --target cpu --out "$fused"
+  edgemoe profile "$ENGINES" "$fused" --data "$DATA" --no-progress --fused-budget-mib 2 \
+    --out "$RESULTS"/profile_fused $(flags profile_fused)
+  compare "$ENGINES" "$fused" "$RESULTS"/profile_fused/compare_staged_vs_fused.md
+  stamp "$RESULTS"/profile_fused/profile.md "$RESULTS"/profile_fused/compare_staged_vs_fused.md
+fi
+if wanted profile_precision; then
+  mars=$(method_bundle mars softmax)
+  for p in fp32 fp16 int8; do
+    [[ -d $WORK/mars-$p ]] || "$PY" -c "import sys; from pathlib import Path
+from edgemoe.engines.build import build_engines; from edgemoe.engines.target import load_target
+build_engines(Path(sys.argv[1]), load_target('cpu').model_copy(update={'precision': sys.argv[2]}), Path(sys.argv[3]))
+" "$mars" "$p" "$WORK/mars-$p"
+  done
+  edgemoe profile "$WORK/mars-fp32" "$WORK/mars-fp16" "$WORK/mars-int8" --data "$DATA" --no-progress \
+    --out "$RESULTS"/profile_precision $(flags profile_precision)
+  compare "$WORK/mars-fp32" "$WORK/mars-fp16" "$WORK/compare_fp16.md"
+  compare "$WORK/mars-fp32" "$WORK/mars-int8" "$WORK/compare_int8.md"
+  { echo "# fp32 vs fp16 vs int8 engines of the calibrated MARS model, \`edgemoe profile compare\`"; echo
+    echo "## fp16 / fp32"; echo; cat "$WORK/compare_fp16.md"; echo
+    echo "## int8 / fp32"; echo; cat "$WORK/compare_int8.md"; } > "$RESULTS"/profile_precision/compare.md
+  stamp "$RESULTS"/profile_precision/profile.md "$RESULTS"/profile_precision/compare.md
+fi
+echo "done: results in $RESULTS (work files in $WORK)"
