@@ -75,6 +75,14 @@ def _corrupt_manifest(i: Inputs) -> list[str]:
     return ["infer", str(engines), "--data", str(i.dataset)]
 
 
+def _wrong_typed_manifest_field(i: Inputs) -> list[str]:
+    engines = i.copy(i.engines, "engines")
+    manifest = json.loads((engines / "manifest.json").read_text())
+    manifest["layout"]["top_k"] = "two"
+    _write(engines / "manifest.json", json.dumps(manifest))
+    return ["infer", str(engines), "--data", str(i.dataset)]
+
+
 def _flipped_stage_file(i: Inputs) -> list[str]:
     engines = i.copy(i.engines, "engines")
     stage = next(engines.glob("gate.*"))
@@ -111,6 +119,7 @@ CASES = [
     Case("truncated checkpoint", _truncated_checkpoint, 2, lambda i: "cut.safetensors"),
     Case("corrupt engine manifest", _corrupt_manifest, 2, lambda i: "manifest.json"),
     Case("modified stage file", _flipped_stage_file, 2, lambda i: "'gate'"),
+    Case("wrong-typed manifest field", _wrong_typed_manifest_field, 2, lambda i: "top_k"),
     Case("unknown sensor in a mask", lambda i: ["infer", str(i.engines), "--data", str(i.dataset), "--mask", "lidar"],
          2, lambda i: "unknown sensor 'lidar'"),
     Case("TensorRT missing", lambda i: ["build", str(i.bundle), "--target", "jetson-orin-nano",
