@@ -16,13 +16,14 @@ from edgemoe.core.bundle import read_model_manifest
 from edgemoe.core.mask import all_masks, mask_names
 from edgemoe.core.stages import fused_stage
 from edgemoe.engines.build import build_engines
-from edgemoe.engines.target import PROFILE_DIR, TargetProfile, load_target
+from edgemoe.engines.target import TargetProfile, known_targets, load_target
 from edgemoe.export.bundle import write_bundle
 from edgemoe.runtime.runtime import Runtime
 from edgemoe.train.checkpoint import Checkpoint
 from tests.fake_tensorrt import DEVICES, installed
 
-TRT_PROFILES = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml") if load_target(p.stem).backend == "tensorrt")
+ROOT = Path(__file__).resolve().parents[1]
+TRT_PROFILES = sorted(name for name in known_targets() if load_target(name).backend == "tensorrt")
 FUSED = (0b0101, 0b1111)
 SAMPLES = 6
 ATOL = 2e-5  # the fake runs the same ONNX graph as ONNX Runtime; only row padding differs
@@ -150,7 +151,7 @@ def test_the_build_command_says_where_each_dla_stage_landed(bundle: Path, tmp_pa
 
     from edgemoe.cli import main
 
-    profile = yaml.safe_load((PROFILE_DIR / "jetson-agx-orin-dla.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "engines" / "jetson-agx-orin-dla.yaml").read_text())
     for precision, expect in (("fp32", r"GPU \(fp32 has no DLA implementation"),
                               ("fp16", r"\d+ on DLA, \d+ on GPU; fell back: ")):
         path = tmp_path / f"orin-dla-{precision}.yaml"
@@ -168,7 +169,7 @@ def test_the_device_check_verdict_runs_on_the_fake(bundle: Path, tmp_path: Path)
     import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("device_check", PROFILE_DIR.parent / "device_tests/device_check.py")
+    spec = importlib.util.spec_from_file_location("device_check", ROOT / "device_tests/device_check.py")
     assert spec is not None and spec.loader is not None
     device_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(device_check)
