@@ -19,6 +19,7 @@ from edgemoe import __version__
 from edgemoe.core.errors import EdgeMoEError
 from edgemoe.recipes.conventions import (
     EXIT_FAILURE,
+    configure_logging,
     OUTPUT,
     exit_code,
     missing_extra,
@@ -106,7 +107,7 @@ def configure_output(args: argparse.Namespace) -> None:
     if OUTPUT.verbose:
         os.environ["EDGEMOE_TRT_VERBOSE"] = "1"  # read when the TensorRT backend is imported
     level = logging.WARNING if OUTPUT.quiet else logging.DEBUG if OUTPUT.verbose > 1 else logging.INFO
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(level, "%(levelname)s %(name)s: %(message)s")
     import rich
 
     rich.reconfigure(stderr=True)  # progress bars on stderr: stdout is for results

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -157,3 +158,25 @@ def non_empty(what: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"empty {what}; name at least one sensor (e.g. camera+imu)")
         return value
     return check
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not to the object it was when
+    logging was configured: a process that swaps stderr (a test harness capturing it, a supervisor
+    re-opening it) never has a reload thread log into a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(level: int | str, fmt: str, force: bool = False) -> None:
+    """The process's log records on stderr (stdout is for results)."""
+    logging.basicConfig(level=level, handlers=[StderrHandler()], format=fmt, force=force)

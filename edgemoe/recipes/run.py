@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgemoe.recipes.conventions import OUTPUT
+from edgemoe.recipes.conventions import OUTPUT, configure_logging
 
 if TYPE_CHECKING:
     from edgemoe.daemon.config import DaemonConfig
@@ -37,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from edgemoe.daemon.service import Daemon
 
     level = args.log_level or ("WARNING" if OUTPUT.quiet else "DEBUG" if OUTPUT.verbose > 1 else "INFO")
-    logging.basicConfig(level=level, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, "%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     config = DaemonConfig.from_yaml(args.config)
     if args.trust is not None:
         config = config.model_copy(update={"trust": args.trust})
