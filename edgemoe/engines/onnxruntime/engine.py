@@ -34,8 +34,9 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 def session_options(options: OrtOptions) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.intra_op_threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = options.inter_op_threads
+    parallel = options.inter_op_threads > 1
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = _OPT_LEVEL[options.graph_optimization]
     so.log_severity_level = 3
     return so
