@@ -130,6 +130,7 @@ def measure(cases: list[Case], budgets: list[int], args: argparse.Namespace) -> 
                         samples.setdefault((case.name, m, n, v), []).extend(took)
                         per_round.setdefault((case.name, m, n, v), []).append(float(np.median(took)) * 1e6)
         load.append(os.getloadavg())
+        print(f"round {len(load) - 1}/{args.rounds} done, load {load[-1][0]:.1f}", file=sys.stderr, flush=True)
     return {"per_round": per_round, "samples": samples, "limit": limit, "dispatch": dispatch, "load": load}
 
 
@@ -260,6 +261,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cases = [Case(name, Path(ckpt), engines, args.threads, args.frames) for name, ckpt, engines in args.case]
+    print("models exported and loaded, outputs checked equal", file=sys.stderr, flush=True)
     res = measure(cases, args.threads, args)
     table = summarise(res, cases, args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
