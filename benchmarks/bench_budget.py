@@ -24,8 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,8 +101,10 @@ class Case:
                     assert np.abs(out - ref).max() < 1e-4, f"{self.name} mask {m}: {v} at {n} threads differs"
 
 
-def with_torch_threads(run, n: int):
-    def call(x):
+def with_torch_threads(run: Callable[[Any], Any], n: int) -> Callable[[Any], Any]:
+    """``run`` with PyTorch set to ``n`` intra-op threads first (eager's share of the budget)."""
+
+    def call(x: Any) -> Any:
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
         return run(x)
