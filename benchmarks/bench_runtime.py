@@ -45,9 +45,9 @@ class Monolithic:
     """The whole model as one ORT session, driven the runtime's way (io-binding, buffers allocated
     once, same session options), so the comparison isolates what is computed, not how it is called."""
 
-    def __init__(self, model: torch.nn.Module, options: OrtOptions) -> None:
+    def __init__(self, model: torch.nn.Module, options: OrtOptions, graph: bytes | None = None) -> None:
         config = model.config
-        graph = export_monolithic(model).SerializeToString()
+        graph = graph or export_monolithic(model).SerializeToString()
         inputs = [TensorSpec(s.name, ("batch", *s.shape)) for s in config.sensors]
         inputs.append(TensorSpec(PRESENT, ("batch", config.num_sensors)))
         outputs = [TensorSpec("probs", ("batch", config.num_classes))]
@@ -74,9 +74,9 @@ class Fused(Monolithic):
     """One hot mask's whole forward as one engine (only its sensors as inputs): what a fused
     hot-mask engine would cost and save. ``rss_mib``/``file_bytes`` are the memory it pays."""
 
-    def __init__(self, model: torch.nn.Module, mask: int, options: OrtOptions) -> None:
+    def __init__(self, model: torch.nn.Module, mask: int, options: OrtOptions, graph: bytes | None = None) -> None:
         config = model.config
-        graph = export_fused(model, mask).SerializeToString()
+        graph = graph or export_fused(model, mask).SerializeToString()
         self.file_bytes = len(graph)
         inputs = [TensorSpec(s.name, ("batch", *s.shape)) for i, s in enumerate(config.sensors) if mask >> i & 1]
         outputs = [TensorSpec("probs", ("batch", config.num_classes))]

@@ -1,5 +1,6 @@
 """The per-mask runtime: only the needed engines run; bad frames are named; nothing is made up."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ from edgemoe.core.errors import FrameError
 from edgemoe.core.mask import all_masks, is_present
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
+from edgemoe.engines.onnxruntime.lanes import Job, Lanes
+from edgemoe.engines.target import OrtOptions
 from edgemoe.runtime.runtime import ABSENT, NO_SENSOR, NON_FINITE, Runtime
 
 
@@ -97,3 +100,53 @@ def test_the_trusted_door_gives_the_checked_doors_answer_on_every_mask(runtime: 
     nothing = runtime.run(0, {})
     assert nothing.label is None and nothing.reason == NO_SENSOR
     assert nothing.missing == {n: ABSENT for n in names}
+
+
+@pytest.fixture(scope="module")
+def two_thread_runtime(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> Runtime:
+    from edgemoe.engines.build import build_engines
+    from edgemoe.engines.target import load_target
+
+    target = load_target("cpu").model_copy(update={"onnxruntime": OrtOptions(threads=2)})
+    out = tmp_path_factory.mktemp("engines2") / "cpu2"
+    build_engines(bundle_dir, target, out)
+    return Runtime.load(out)
+
+
+def test_a_thread_budget_of_two_gives_the_sequential_answer_on_every_mask(
+        runtime: Runtime, two_thread_runtime: Runtime, dataset: dict[str, Split]) -> None:
+    """Each session keeps one intra-op thread, so running stages at once changes no arithmetic:
+    the probabilities are bit-identical, at batch 1 and at the largest batch."""
+    names = runtime.sensor_names
+    frames = dataset["test"].frames
+    for batch in (1, runtime.bundle.max_batch):
+        every = {i: np.ascontiguousarray(frames[n][:batch]) for i, n in enumerate(names)}
+        for mask in all_masks(len(names)):
+            one, two = runtime.run(mask, every), two_thread_runtime.run(mask, every)
+            assert one.engines == two.engines
+            np.testing.assert_array_equal(one.probs, two.probs)
+
+
+def test_lanes_run_launched_jobs_at_once_and_hand_back_errors() -> None:
+    """Two jobs that each wait for the other can only finish if they run at the same time."""
+    lanes = Lanes(2)
+    first, second = threading.Event(), threading.Event()
+    a, b = Job(), Job()
+
+    def run_a() -> None:
+        first.set()
+        assert second.wait(5), "the second job never ran alongside the first"
+
+    def run_b() -> None:
+        second.set()
+        assert first.wait(5), "the first job never ran alongside the second"
+
+    lanes.launch(a, run_a)
+    lanes.launch(b, run_b)
+    lanes.wait(a)
+    lanes.wait(b)
+    broken = Job()
+    lanes.launch(broken, lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        lanes.wait(broken)
+    lanes.wait(broken)  # the error is handed back once

@@ -21,6 +21,12 @@ class OrtOptions(StrictModel):
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = Field(1, ge=0)
+    # thread budget of the runtime: how many stage sessions may run at once (the encoders of a
+    # frame's sensors, its chosen experts); 1 runs every stage on the calling thread
+    threads: int = Field(1, ge=1)
+    # one session's threads across independent branches of its graph (ORT_PARALLEL above 1): how
+    # a single whole-model session spends a budget; stage sessions keep 1 and use ``threads``
+    inter_op_threads: int = Field(1, ge=1)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     require_providers: bool = False  # refuse to build/load when a requested provider is missing
 

@@ -78,7 +78,7 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
     pool = FramePool(runtime, settings)
     compiled = _compiled(runtime)
     steady = _steady(runtime, masks, pool, settings, tick)
-    stages = _stages(runtime, masks, pool, settings, tick)
+    stages = stage_breakdown(runtime, masks, pool, settings, tick)
     switch = _switches(runtime, masks, pool, settings, tick)
     throughput = _throughput(runtime, masks, pool, settings, tick)
     fused = measure_fused(runtime, masks, pool.frame, settings.frames, settings.warmup_frames)
@@ -221,9 +221,12 @@ def _steady(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: P
     return out
 
 
-def _stages(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: ProfileSettings,
-            tick: Tick) -> dict[int, dict[str, Any]]:
-    """Per-stage times and dispatch overhead, through timed wrappers of the same engines."""
+def stage_breakdown(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: ProfileSettings,
+                    tick: Tick = lambda what: None) -> dict[int, dict[str, Any]]:
+    """Per-stage times and dispatch overhead, through timed wrappers of the same engines. Each
+    stage is clocked from its launch to its wait, so the sum is the mask's serial *limit* (the
+    stages it must run, back to back, no dispatch) only at a thread budget of 1: with more, a
+    ``wait`` also runs other queued stages and the wrappers' times overlap."""
     bundle = runtime.bundle
     timed = {name: TimedEngine(e) for name, e in bundle.engines.items()}
     timed_fused = {m: TimedEngine(e) for m, e in bundle.fused.items()}

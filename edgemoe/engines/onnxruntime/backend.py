@@ -12,6 +12,7 @@ import onnxruntime as ort
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
 from edgemoe.engines.onnxruntime.engine import OrtEngine
+from edgemoe.engines.onnxruntime.lanes import shared_lanes
 from edgemoe.engines.target import TargetProfile
 
 
@@ -47,4 +48,5 @@ class OrtBackend:
 
     def load_stage(self, stage: str, path: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                    max_dims: Mapping[str, int], target: TargetProfile) -> Engine:
-        return OrtEngine(stage, path, inputs, outputs, max_dims, target.onnxruntime)
+        options = target.onnxruntime
+        return OrtEngine(stage, path, inputs, outputs, max_dims, options, shared_lanes(options.threads))

@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from edgemoe.core.engine import TensorSpec, bind_inputs, warmup_shapes
 from edgemoe.core.errors import EngineError
+from edgemoe.engines.onnxruntime.lanes import Job, Lanes
 from edgemoe.engines.target import OrtOptions
 
 _OPT_LEVEL = {
@@ -33,8 +34,9 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 def session_options(options: OrtOptions) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.intra_op_threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = options.inter_op_threads
+    parallel = options.inter_op_threads > 1
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = _OPT_LEVEL[options.graph_optimization]
     so.log_severity_level = 3
     return so
@@ -60,11 +62,13 @@ def create_session(name: str, model: Path | bytes, options: OrtOptions) -> ort.I
 
 
 class OrtEngine:
-    """One stage on ONNX Runtime behind the engine protocol."""
+    """One stage on ONNX Runtime behind the engine protocol. With ``lanes`` (a thread budget
+    above 1), ``launch`` queues the run and ``wait`` finishes it, so stages launched together run
+    at once; without, ``launch`` runs it."""
 
     def __init__(self, name: str, model: Path | bytes, inputs: Sequence[TensorSpec],
                  outputs: Sequence[TensorSpec], max_dims: Mapping[str, int],
-                 options: OrtOptions = OrtOptions()) -> None:
+                 options: OrtOptions = OrtOptions(), lanes: Lanes | None = None) -> None:
         self.name = name
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
@@ -80,6 +84,8 @@ class OrtEngine:
         self._bindings: dict[tuple[tuple[int, ...] | None, ...],
                              tuple[Callable[[], None], dict[str, np.ndarray], ort.IOBinding]] = {}
         self._ready: dict[str, np.ndarray] = {}
+        self._lanes = lanes
+        self._job = Job()
 
     def _check_signature(self) -> None:
         graph_in = {i.name: _ORT_TYPES.get(i.type, i.type) for i in self.session.get_inputs()}
@@ -104,11 +110,14 @@ class OrtEngine:
             entry = self._bind()
             self._bindings[key] = entry
         run, views, _ = entry  # the IOBinding rides along so it lives as long as its runner
+        self._ready = views
+        if self._lanes is not None:
+            self._lanes.launch(self._job, run)
+            return
         try:
             run()
         except Exception as exc:
             raise EngineError(f"stage '{self.name}': onnxruntime run failed: {exc}") from exc
-        self._ready = views
 
     def _bind(self) -> tuple[Callable[[], None], dict[str, np.ndarray], ort.IOBinding]:
         symbols = bind_inputs(self.inputs, self._shapes, self.name)
@@ -129,6 +138,11 @@ class OrtEngine:
         return _runner(self.session, binding), views, binding
 
     def wait(self) -> Mapping[str, np.ndarray]:
+        if self._lanes is not None:
+            try:
+                self._lanes.wait(self._job)
+            except Exception as exc:
+                raise EngineError(f"stage '{self.name}': onnxruntime run failed: {exc}") from exc
         return self._ready
 
     def warmup(self) -> None:
