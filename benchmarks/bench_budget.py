@@ -61,7 +61,7 @@ class Case:
         self.names = self.model.config.sensor_names
         for n in budgets:
             runtime = Runtime.load(engines.format(threads=n))
-            got = runtime.bundle.manifest["target"]["onnxruntime"].get("threads", 1)
+            got = runtime.bundle.manifest.target["onnxruntime"].get("threads", 1)
             if got != n:
                 raise SystemExit(f"{engines.format(threads=n)}: built with threads {got}, not {n}")
             self.runtimes[n] = runtime

@@ -93,7 +93,7 @@ def measure(args: argparse.Namespace) -> dict:
     private = Runtime.load(args.engines)
     private_calls(private)
     model = load_checkpoint(args.checkpoint).model.eval()
-    mono = Monolithic(model, OrtOptions.model_validate(after.bundle.manifest["target"]["onnxruntime"]))
+    mono = Monolithic(model, OrtOptions.model_validate(after.bundle.manifest.target["onnxruntime"]))
     masks = all_masks(after.config.num_sensors)
     rng = np.random.default_rng(0)
     sensors = after.config.sensors
