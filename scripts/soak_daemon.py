@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ SHARES = {"unloaded": 0.12, "flood_10x": 0.08, "flapping": 0.10, "sender_restart
           "clock_jumps": 0.07, "malformed": 0.16, "cpu_starved": None, "sink_unwritable": 0.10,
           "recovered": 0.12}
 MALFORMED_PER_HOUR = 10_000  # per category
+CLOCK_JUMPS = [0, 2**64 - 1, 2**63, 1, time.time_ns() + 3600 * 10**9, 10**9]  # capture_ns values
 
 
 @dataclass
@@ -135,10 +138,11 @@ def malformed_kinds(config: ModelConfig, rng: np.random.Generator) -> dict[str, 
     ``reason/what`` with the reason the daemon must count."""
     wire = WireSchema(config)
     names = config.sensor_names
+    frames = frames_for(config)
 
     def good(sensor: int | None = None) -> tuple[int, np.ndarray]:
         i = int(rng.integers(0, len(names))) if sensor is None else sensor
-        return i, frames_for(config)[names[i]]
+        return i, frames[names[i]]
 
     def header_edit(**fields: int | bytes) -> Callable[[Traffic], None]:
         def make(t: Traffic) -> None:
@@ -156,6 +160,23 @@ def malformed_kinds(config: ModelConfig, rng: np.random.Generator) -> dict[str, 
         values = list(HEADER.unpack_from(encode(i, 1, 0, frame)))
         values[-1] = 7
         t.send_raw(HEADER.pack(*values) + frame.tobytes(), "bad_header")
+
+    def oversize(t: Traffic) -> None:
+        t.send_raw(MAGIC + rng.bytes(wire.max_datagram + 1 - len(MAGIC) + int(rng.integers(0, 64))), "too_large")
+
+    def short(t: Traffic) -> None:
+        t.send_raw(rng.bytes(int(rng.integers(0, HEADER_SIZE))), "bad_header")
+
+    def unknown_sensor(t: Traffic) -> None:
+        t.send_raw(encode(int(rng.integers(len(names), 65536)), 1, 0, good()[1]), "unknown_sensor")
+
+    def wrong_dtype(t: Traffic) -> None:
+        i, frame = good()
+        t.send_raw(encode(i, 1, 0, frame.astype(np.float16)), "bad_dtype")
+
+    def wrong_dims(t: Traffic) -> None:
+        i, frame = good()
+        t.send_raw(encode(i, 1, 0, frame[..., :-1]), "bad_shape")
 
     def truncated(t: Traffic) -> None:
         i, frame = good()
@@ -190,9 +211,8 @@ def malformed_kinds(config: ModelConfig, rng: np.random.Generator) -> dict[str, 
         t.send(names[i])  # the sensor is back at once
 
     return {
-        "too_large/oversize": lambda t: t.send_raw(MAGIC + rng.bytes(wire.max_datagram + 1 - len(MAGIC)
-                                                                     + int(rng.integers(0, 64))), "too_large"),
-        "bad_header/short": lambda t: t.send_raw(rng.bytes(int(rng.integers(0, HEADER_SIZE))), "bad_header"),
+        "too_large/oversize": oversize,
+        "bad_header/short": short,
         "bad_header/magic": header_edit(magic=b"EMF0"),
         "bad_header/version": header_edit(version=VERSION + 1),
         "bad_header/flags": header_edit(flags=1),
@@ -200,11 +220,9 @@ def malformed_kinds(config: ModelConfig, rng: np.random.Generator) -> dict[str, 
         "bad_header/ndim": header_edit(ndim=5),
         "bad_header/length_vs_datagram": truncated,
         "bad_header/unused_dim": unused_dim,
-        "unknown_sensor/id": lambda t: t.send_raw(
-            encode(int(rng.integers(len(names), 65536)), 1, 0, good()[1]), "unknown_sensor"),
-        "bad_dtype/float16": lambda t: (lambda i, f: t.send_raw(encode(i, 1, 0, f.astype(np.float16)),
-                                                                "bad_dtype"))(*good()),
-        "bad_shape/dims": lambda t: (lambda i, f: t.send_raw(encode(i, 1, 0, f[..., :-1]), "bad_shape"))(*good()),
+        "unknown_sensor/id": unknown_sensor,
+        "bad_dtype/float16": wrong_dtype,
+        "bad_shape/dims": wrong_dims,
         "bad_shape/length_vs_dims": dims_vs_length,
         "duplicate/seq": duplicate,
         "out_of_order/seq": out_of_order,
@@ -359,9 +377,7 @@ class Soak:
         if name == "flood_10x":
             traffic.scale = 10.0
         if name == "clock_jumps":
-            jumps = [0, 2**64 - 1, 2**63, 1, time.time_ns() + 3600 * 10**9, 10**9]
-            traffic.capture_ns = lambda: int(jumps[int(self.rng.integers(0, len(jumps)))]) if self.rng.random() < 0.5 \
-                else max(0, time.monotonic_ns() + int(self.rng.integers(-10**12, 10**12)))
+            traffic.capture_ns = self._jumping_clock
         load: list[subprocess.Popen] = []
         if name == "cpu_starved":
             load = busy_load(seconds)
@@ -411,10 +427,16 @@ class Soak:
         for proc in load:
             proc.wait(timeout=seconds + 60)
 
+    def _jumping_clock(self) -> int:
+        """A sender clock gone wrong: zero, the u64 extremes, an hour ahead, or +-1000 s of jitter."""
+        if self.rng.random() < 0.5:
+            return CLOCK_JUMPS[int(self.rng.integers(0, len(CLOCK_JUMPS)))]
+        return max(0, time.monotonic_ns() + int(self.rng.integers(-10**12, 10**12)))
+
     def _malformed_batches(self, kinds: dict[str, Callable[[Traffic], None]],
                            per_kind: int) -> list[list[tuple[str, Callable[[Traffic], None]]]]:
         order = [(name, make) for name, make in kinds.items() for _ in range(per_kind)]
-        self.rng.shuffle(order)  # type: ignore[arg-type]
+        self.rng.shuffle(order)
         size = 200
         return [order[i:i + size] for i in range(0, len(order), size)]
 
@@ -476,8 +498,6 @@ class Soak:
 
     @staticmethod
     def _health(metrics_url: str) -> int:
-        import urllib.error
-        import urllib.request
         try:
             with urllib.request.urlopen(metrics_url.replace("/metrics", "/healthz"), timeout=5) as resp:
                 return resp.status
