@@ -78,9 +78,10 @@ class DaemonProcess:
         return stopped[0], err
 
     def stderr_text(self) -> str:
+        """What the daemon wrote to stderr (with a pipe: read to the end, so call it after exit)."""
         if self.log is not None:
             return self.log.read_text()
-        return self.proc.stderr.read() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
+        return self.proc.stderr.read()  # type: ignore[union-attr]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
