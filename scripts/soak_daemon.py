@@ -547,7 +547,8 @@ class Soak:
             "tracebacks_in_log": err.count("Traceback"),
             "phases": phases,
         }
-        result["drops_match"] = kernel == 0 and result["drops_expected"] == result["drops_counted"]
+        # kernel drops (receive buffer full) are counted apart; malformed batches are paced to fit the buffer
+        result["drops_match"] = result["drops_expected"] == result["drops_counted"]
         result["all_datagrams_accounted"] = (result["datagrams_received"] + kernel == result["datagrams_sent"]
                                              and result["frames_accepted"] + sum(counted.values())
                                              == result["datagrams_received"])
