@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from edgemoe.core.schema import ModelConfig
 from edgemoe.daemon import client
@@ -40,15 +41,21 @@ def daemon_config(tmp: Path, **sections: Any) -> Path:
 class DaemonProcess:
     """``edgemoe run`` as a real subprocess; ``ready`` holds the addresses it printed."""
 
-    def __init__(self, engines: Path, config: Path, *extra: str) -> None:
+    def __init__(self, engines: Path, config: Path, *extra: str, log: Path | None = None) -> None:
+        """``log``: write the daemon's stderr to this file instead of a pipe (long runs, where an
+        unread pipe would fill up and block the daemon)."""
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+        self.log = log
+        stderr = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgemoe.cli", "run", str(engines), "--config", str(config), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=ROOT)
+        if log is not None:
+            stderr.close()
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not line.startswith('{"ready"'):
             self.proc.kill()
-            raise RuntimeError(f"daemon did not start: {line}{self.proc.stderr.read()}")  # type: ignore[union-attr]
+            raise RuntimeError(f"daemon did not start: {line}{self.stderr_text()}")
         self.ready = json.loads(line)["ready"]
         source = next(s for s in self.ready["sources"] if s.startswith("udp:"))
         _, host, port = source.split(":")
@@ -66,9 +73,16 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=timeout)
+        err = err if self.log is None else self.stderr_text()
         stopped = [json.loads(line)["stopped"] for line in out.splitlines() if line.startswith('{"stopped"')]
         assert stopped, f"no summary; rc={self.proc.returncode} stderr:\n{err}"
         return stopped[0], err
+
+    def stderr_text(self) -> str:
+        """What the daemon wrote to stderr (with a pipe: read to the end, so call it after exit)."""
+        if self.log is not None:
+            return self.log.read_text()
+        return self.proc.stderr.read()  # type: ignore[union-attr]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -111,3 +125,22 @@ def send_at_rates(sender: FrameSender, config: ModelConfig, seconds: float, scal
     """Every sensor of ``config`` at ``scale`` x its nominal rate for ``seconds``."""
     rates = {s.name: s.rate_hz for s in config.sensors}
     return client.send_at_rates(sender, frames_for(config), rates, seconds, scale, skip)
+
+
+class Scrape:
+    """One ``GET /metrics`` of the daemon, parsed with prometheus_client's own parser."""
+
+    def __init__(self, url: str) -> None:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        self.samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """``{label value: sample}`` of every sample of ``name`` (e.g. drops by reason)."""
+        return {dict(key)[label]: v for (n, key), v in self.samples.items() if n == name and label in dict(key)}

@@ -12,6 +12,7 @@ thread) and the loop switches to it between two predictions; the old one is clos
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import selectors
@@ -32,6 +33,15 @@ from edgemoe.runtime.runtime import Runtime
 log = logging.getLogger("edgemoe.daemon")
 RUNTIME_ERROR = "runtime_error"
 MISSED_TICK = "missed_tick"
+
+
+def release_freed_heap() -> None:
+    """Hand the heap a closed bundle freed back to the OS (under 1 ms). glibc keeps freed memory
+    in the arena of the thread that allocated it, and each reload loads in a new thread, so without
+    this the RSS grows by about a megabyte per reload. A no-op where ``malloc_trim`` does not exist."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 class SensorLoop:
@@ -116,6 +126,7 @@ class SensorLoop:
         self.health.info["bundle"] = bundle_id
         log.info("switched to engine bundle %s", bundle_id)
         old.close()
+        release_freed_heap()
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_seconds: float | None = None) -> None:

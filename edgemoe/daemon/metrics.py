@@ -43,6 +43,11 @@ class DaemonMetrics:
         # for fused engines ('edgemoe profile ENGINES --frequencies metrics.txt')
         self.mask_predictions = Counter("edgemoe_mask_predictions", "Predictions per sensor mask", ["mask"],
                                         registry=r)
+        # a sink that cannot write keeps its records and retries: errors, and how many wait in memory
+        self.sink_errors = Counter("edgemoe_sink_errors", "Failed sink writes (records kept, retried)", ["sink"],
+                                   registry=r)
+        self.sink_unwritten = Gauge("edgemoe_sink_unwritten_records", "Records computed but not yet on disk",
+                                    ["sink"], registry=r)
         self.reloads = Counter("edgemoe_reloads", "Engine bundle reloads", ["result"], registry=r)
         self.latency = Histogram("edgemoe_latency_seconds", "Runtime latency per prediction",
                                  buckets=LATENCY_BUCKETS, registry=r)

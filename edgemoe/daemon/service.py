@@ -84,8 +84,11 @@ class Daemon:
     def _sinks(self) -> list[Sink]:
         sinks: list[Sink] = []
         if self.config.sinks.jsonl is not None:
-            sinks.append(JsonLinesSink(self.config.sinks.jsonl))
-            self._resources.append(sinks[-1])
+            errors = self.metrics.sink_errors.labels("jsonl")
+            jsonl = JsonLinesSink(self.config.sinks.jsonl, lambda exc: errors.inc())
+            self.metrics.sink_unwritten.labels("jsonl").set_function(lambda: jsonl.unwritten)
+            sinks.append(jsonl)
+            self._resources.append(jsonl)
         for endpoint in self.config.sinks.datagram:
             sinks.append(DatagramSink(endpoint))
             self._resources.append(sinks[-1])
@@ -105,7 +108,7 @@ class Daemon:
     def reload(self) -> None:
         """Load and warm the bundle again off the loop thread, then offer it to the loop."""
         thread = threading.Thread(target=self._reload, name="edgemoe-reload", daemon=True)
-        self._reload_threads.append(thread)
+        self._reload_threads = [t for t in self._reload_threads if t.is_alive()] + [thread]  # no pile-up
         thread.start()
 
     def _reload(self) -> None:
@@ -149,7 +152,8 @@ class Daemon:
 
     def summary(self) -> dict[str, Any]:
         return {"predictions": self.loop.predictions, "datagrams": self.loop.datagrams,
-                "drops": self.metrics.drop_counts(), "bundle": self.loop.bundle_id}
+                "drops": self.metrics.drop_counts(), "bundle": self.loop.bundle_id,
+                "unwritten": sum(getattr(sink, "unwritten", 0) for sink in self.loop.sinks)}
 
     def close(self) -> None:
         for thread in self._reload_threads:

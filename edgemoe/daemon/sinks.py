@@ -9,16 +9,19 @@ table (a degraded mask says so).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from edgemoe.daemon.config import Endpoint, JsonlSink
 from edgemoe.runtime.runtime import Prediction
 
 MAX_PUBLISH_BYTES = 60_000
+log = logging.getLogger("edgemoe.daemon")
 
 
 def prediction_record(seq: int, prediction: Prediction, bundle: str) -> dict[str, Any]:
@@ -49,48 +52,99 @@ class Sink(Protocol):
 
 
 class JsonLinesSink:
-    """Appends one JSON object per line; rotates ``file -> file.1 -> ... -> file.N`` by size."""
+    """Appends one JSON object per line; rotates ``file -> file.1 -> ... -> file.N`` by size.
 
-    def __init__(self, spec: JsonlSink) -> None:
+    A failed write (disk full, file size limit, I/O error) never raises into the loop and never
+    drops a record: the unwritten bytes stay in memory, in order, and every later write retries
+    them, so the file resumes exactly where it stopped once the disk takes data again. Rotation
+    happens only at a line boundary with nothing pending (a file may pass ``max_bytes`` by up to
+    ``flush_every`` records).
+    """
+
+    def __init__(self, spec: JsonlSink, on_error: Callable[[OSError], None] | None = None) -> None:
         self.path = Path(spec.path)
         self.max_bytes = spec.max_bytes
         self.backups = spec.backups
         self.flush_every = spec.flush_every
+        self.on_error = on_error
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+        self._fh: BinaryIO | None = open(self.path, "ab", buffering=0)
         self._size = self._fh.tell()
-        self._pending = 0
+        self._buffer = bytearray()  # records not yet on disk, oldest first
+        self._pending = 0  # records in the buffer
+        self._failing = False
+        self.errors = 0  # failed write/rotate attempts
+
+    @property
+    def unwritten(self) -> int:
+        """Records computed and handed to this sink but not (completely) on disk yet."""
+        return self._pending
 
     def write(self, line: bytes) -> None:
-        if self._size + len(line) > self.max_bytes and self._size > 0:
+        if not self._buffer and self._size > 0 and self._size + len(line) > self.max_bytes:
             self._rotate()
-        self._fh.write(line)
-        self._size += len(line)
+        self._buffer += line
         self._pending += 1
         if self._pending >= self.flush_every:
             self.flush()
 
     def _rotate(self) -> None:
-        self._fh.close()
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            for i in range(self.backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{i}")
-                if older.exists():
-                    os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._fh = open(self.path, "ab")
-        self._size = 0
+        try:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            if self.backups == 0:
+                self.path.unlink(missing_ok=True)
+            else:
+                for i in range(self.backups - 1, 0, -1):
+                    older = self.path.with_name(f"{self.path.name}.{i}")
+                    if older.exists():
+                        os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            self._open()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _open(self) -> None:
+        self._fh = open(self.path, "ab", buffering=0)
+        self._size = self._fh.tell()
 
     def flush(self) -> None:
-        self._fh.flush()
+        """Write every pending byte; on failure keep what is left for the next call."""
+        try:
+            if self._fh is None:
+                self._open()
+            while self._buffer:
+                written = self._fh.write(self._buffer)  # type: ignore[union-attr]
+                del self._buffer[:written]
+                self._size += written
+        except OSError as exc:
+            self._failed(exc)
+            return
+        if self._failing:
+            log.warning("%s: writable again, %d kept record(s) written", self.path, self._pending)
+            self._failing = False
         self._pending = 0
+
+    def _failed(self, exc: OSError) -> None:
+        if self.on_error is not None:
+            self.on_error(exc)
+        if not self._failing:  # once per outage, not once per record
+            self._failing = True
+            log.error("%s: write failed (%s); keeping %d record(s) in memory and retrying",
+                      self.path, exc, self._pending)
+        self.errors += 1
 
     def close(self) -> None:
         self.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        if self._buffer:
+            log.error("%s: %d record(s) could not be written before exit", self.path, self._pending)
+        if self._fh is not None:
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                self._failed(exc)
+            self._fh.close()
 
 
 class DatagramSink:
