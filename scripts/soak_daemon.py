@@ -187,7 +187,7 @@ def malformed_kinds(config: ModelConfig, rng: np.random.Generator) -> dict[str, 
         values = list(HEADER.unpack_from(encode(i, 1, 0, frame)))
         payload = frame.tobytes()[:-4]  # consistent with the datagram, not with the dims
         values[7] = len(payload)
-        t.send_raw(HEADER.pack(*values) + payload, "bad_shape")
+        t.send_raw(HEADER.pack(*values) + payload, "bad_header")  # docs/wire-format.md: a header fault
 
     # sequence faults on the sensor with the longest deadline, so the frame they repeat is still
     # fresh when they arrive even if the daemon stalls between the two datagrams
@@ -223,7 +223,7 @@ def malformed_kinds(config: ModelConfig, rng: np.random.Generator) -> dict[str, 
         "unknown_sensor/id": unknown_sensor,
         "bad_dtype/float16": wrong_dtype,
         "bad_shape/dims": wrong_dims,
-        "bad_shape/length_vs_dims": dims_vs_length,
+        "bad_header/length_vs_dims": dims_vs_length,
         "duplicate/seq": duplicate,
         "out_of_order/seq": out_of_order,
         "non_finite/nan_inf": non_finite,

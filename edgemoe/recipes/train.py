@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="data loader processes per training process (0: read in the training process)")
     parser.add_argument("--resume", action="store_true", help="continue the run whose state --out holds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines stay)")
-    parser.set_defaults(func=run, interrupted="--out holds the last finished epoch; continue it with --resume")
+    parser.set_defaults(func=run, interrupted="a checkpoint is written to --out after every finished epoch; continue with --resume")
 
 
 def run(args: argparse.Namespace) -> int:
