@@ -11,10 +11,15 @@ first: a project can carry its own profiles and recipes without touching the pac
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10 (JetPack 6)
+    from importlib.abc import Traversable
 
 
 @dataclass(frozen=True)
