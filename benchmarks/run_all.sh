@@ -18,15 +18,22 @@ cd "$(dirname "$0")/.."
 # row; tests/test_run_all.py checks each command exists and takes its short-mode flags.
 BENCHMARKS="\
 accuracy|edgemoe bench accuracy|--quick
+accuracy_suite|edgemoe bench accuracy|--quick
 runtime_vs_baselines|benchmarks/bench_runtime.py|--quick
 scale_8x16|benchmarks/bench_scale.py|--quick
 daemon_flood|benchmarks/daemon_flood.py|--short
 calibration_accuracy|benchmarks/calibration_accuracy.py|--split val
 profile_cpu|scripts/profile_latency.py|--frames 4 --rounds 1 --switch-frames 8
 profile_fused|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
-profile_precision|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8"
-# Not re-run: hot_path_before_after.md compares the runtime before and after one change (commit
-# e171906 against its successor); it is a record of that change, not of the current code.
+profile_precision|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
+budget_race|benchmarks/bench_budget.py|--frames 4 --rounds 1 --warmup 1
+paced_vs_tight|benchmarks/bench_paced.py|--frames 5 --rounds 1
+training_at_scale|benchmarks/bench_training_scale.py|--sizes-gib 0.05 --npz-sizes-gib 0.02 --max-seconds 5
+daemon_soak|scripts/soak_daemon.py|--minutes 2"
+# Not re-run: hot_path_before_after.md and hot_path_robot4.md compare the runtime before and after
+# one change (a checkout of the earlier commit against its successor); they record that change,
+# not the current code.
+SUITE_METHODS="smoe,confsmoe,mars,smoe+fusion+uniform,confsmoe+fusion+uniform,mars+fusion,permask"
 METHODS="confsmoe:softmax dense:softmax flexmoe:softmax mars:softmax smoe:gaussian mars:laplace"
 
 SHORT=0 ONLY="" WORK=runs/bench_all RESULTS=benchmarks/results
@@ -78,6 +85,15 @@ if wanted accuracy; then
   edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy $(flags accuracy)
   edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy_20ep --epochs 20 $(flags accuracy)
   stamp "$RESULTS"/accuracy.md "$RESULTS"/accuracy.json "$RESULTS"/accuracy_20ep.md "$RESULTS"/accuracy_20ep.json
+fi
+if wanted accuracy_suite; then
+  if [[ $SHORT == 1 ]]; then
+    edgemoe bench accuracy --suite nuisance --out "$RESULTS" --name accuracy_suite --force $(flags accuracy_suite)
+  else
+    edgemoe bench accuracy --suite failures --seeds 3 --methods "$SUITE_METHODS" --out "$RESULTS" \
+      --name accuracy_suite --force
+  fi
+  stamp "$RESULTS"/accuracy_suite.md "$RESULTS"/accuracy_suite.json
 fi
 if wanted runtime_vs_baselines; then
   "$PY" benchmarks/bench_runtime.py --checkpoint "$CKPT" --engines "$ENGINES" \
@@ -142,5 +158,46 @@ build_engines(Path(sys.argv[1]), load_target('cpu').model_copy(update={'precisio
     echo "## fp16 / fp32"; echo; cat "$WORK/compare_fp16.md"; echo
     echo "## int8 / fp32"; echo; cat "$WORK/compare_int8.md"; } > "$RESULTS"/profile_precision/compare.md
   stamp "$RESULTS"/profile_precision/profile.md "$RESULTS"/profile_precision/compare.md
+fi
+LARGE=$WORK/large
+prepare_large() {  # the realistic-size model, briefly trained (latency does not depend on accuracy)
+  local config=edgemoe/configs/robot4_large.yaml
+  [[ -d $LARGE/data ]] || edgemoe data synth --config "$config" --scale 0.05 --out "$LARGE/data"
+  [[ -f $LARGE/model.safetensors ]] || edgemoe train --config "$config" --data "$LARGE/data" --epochs 1 \
+    --out "$LARGE/model.safetensors" --no-progress
+  [[ -d $LARGE/bundle ]] || edgemoe export "$LARGE/model.safetensors" --out "$LARGE/bundle"
+}
+budget_engines() {  # BUNDLE OUT_PREFIX: engines at thread budgets 1 and 2 (OUT_PREFIX_t1, _t2)
+  for t in 1 2; do
+    sed "s/^  threads: 1/  threads: $t/" engines/cpu.yaml > "$WORK/cpu_t$t.yaml"
+    [[ -d $2_t$t ]] || edgemoe build "$1" --target "$WORK/cpu_t$t.yaml" --fuse none --out "$2_t$t"
+  done
+}
+if wanted budget_race || wanted paced_vs_tight; then
+  prepare_large
+  budget_engines "$BUNDLE" "$WORK/eng_robot4"
+  budget_engines "$LARGE/bundle" "$LARGE/eng"
+fi
+if wanted budget_race; then
+  "$PY" benchmarks/bench_budget.py --threads 1 2 --case robot4 "$CKPT" "$WORK/eng_robot4_t{threads}" \
+    --case robot4_large "$LARGE/model.safetensors" "$LARGE/eng_t{threads}" --out "$RESULTS"/budget_race.md \
+    $(flags budget_race)
+  stamp "$RESULTS"/budget_race.md
+fi
+if wanted paced_vs_tight; then
+  "$PY" benchmarks/bench_paced.py --engines "$WORK/eng_robot4_t1" --out "$RESULTS"/paced_vs_tight_robot4.md \
+    $(flags paced_vs_tight)
+  "$PY" benchmarks/bench_paced.py --engines "$LARGE/eng_t1" --out "$RESULTS"/paced_vs_tight_robot4_large.md \
+    $(flags paced_vs_tight)
+  stamp "$RESULTS"/paced_vs_tight_robot4.md "$RESULTS"/paced_vs_tight_robot4_large.md
+fi
+if wanted training_at_scale; then
+  "$PY" benchmarks/bench_training_scale.py --out "$RESULTS"/training_at_scale.md --work "$WORK/scale" \
+    $(flags training_at_scale)
+  stamp "$RESULTS"/training_at_scale.md
+fi
+if wanted daemon_soak; then
+  "$PY" scripts/soak_daemon.py "$ENGINES" --minutes 60 --md "$RESULTS"/daemon_soak.md $(flags daemon_soak)
+  stamp "$RESULTS"/daemon_soak.md
 fi
 echo "done: results in $RESULTS (work files in $WORK)"
