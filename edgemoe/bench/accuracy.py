@@ -105,8 +105,8 @@ def expected_by_mask(results: dict[int, TrainResult] | TrainResult) -> dict[int,
     """The accuracy a bundle exported from this training attaches to each mask's predictions
     (its ``expected_accuracy``): one model's validation table, or each dedicated model's own."""
     if isinstance(results, TrainResult):
-        return {int(k): v for k, v in expected_accuracy(results.val_table)["masks"].items()}
-    return {mask: float(expected_accuracy(r.val_table)["mean"]["accuracy"]) for mask, r in results.items()}
+        return dict(expected_accuracy(results.val_table).masks)
+    return {mask: float(expected_accuracy(r.val_table).mean["accuracy"]) for mask, r in results.items()}
 
 
 def routing_stats(model: torch.nn.Module, split: Split, mask: int, batch: int = 512) -> dict[str, float]:
