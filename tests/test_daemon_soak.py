@@ -104,6 +104,44 @@ def test_jsonl_sink_keeps_records_while_the_file_refuses_writes(tmp_path: Path) 
     assert "write failed" in out.stderr and "writable again" in out.stderr
 
 
+SINK_WITH_A_BOUNDED_BACKLOG = """
+import json, resource, sys
+from pathlib import Path
+from edgemoe.daemon.config import JsonlSink
+from edgemoe.daemon.sinks import JsonLinesSink
+
+path = Path(sys.argv[1])
+sink = JsonLinesSink(JsonlSink(path=path, max_bytes=10**6, max_backlog_bytes=4096))
+line = lambda i: (json.dumps({"seq": i, "pad": "x" * 40}) + "\\n").encode()
+for i in range(1, 11):
+    sink.write(line(i))
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 30, hard))  # the next record half fits
+for i in range(11, 511):
+    sink.write(line(i))
+backlog = len(sink._buffer)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+sink.write(line(511))
+sink.close()
+print(json.dumps({"lost": sink.lost, "backlog": backlog, "unwritten": sink.unwritten}))
+"""
+
+
+def test_jsonl_sink_backlog_is_bounded_and_drops_the_oldest_whole_records(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SINK_WITH_A_BOUNDED_BACKLOG),
+                          str(tmp_path / "pred.jsonl")], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["backlog"] <= 4096 and result["unwritten"] == 0
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    # 1..10, then record 11 (half on disk when the limit hit, so finished, not dropped), then the
+    # newest records that fit the bound; every line whole and the count of the gap equals `lost`
+    assert seqs[:11] == list(range(1, 12)) and seqs[-1] == 511
+    assert seqs[11:] == list(range(seqs[11], 512)) and seqs[11] - 12 == result["lost"] > 0
+    assert "dropped the" in out.stderr
+
+
 def test_rss_stays_flat_over_many_reloads(tmp_path: Path, engines_dir: Path) -> None:
     """Each reload loads in a new thread; without handing the freed heap back, glibc kept it
     per thread arena and RSS grew about 1 MB per reload (17 MB over these 20, after warm-up)."""

@@ -104,6 +104,9 @@ class JsonlSink(StrictModel):
     max_bytes: int = Field(50_000_000, ge=1024)
     backups: int = Field(5, ge=0)
     flush_every: int = Field(1, ge=1)  # records between flushes
+    # while the disk refuses writes, records wait in memory up to this many bytes; past it the
+    # oldest waiting records are dropped (counted as lost), so a long outage cannot exhaust RAM
+    max_backlog_bytes: int = Field(64 * 2**20, ge=4096)
 
 
 class Sinks(StrictModel):

@@ -48,6 +48,8 @@ class DaemonMetrics:
                                    registry=r)
         self.sink_unwritten = Gauge("edgemoe_sink_unwritten_records", "Records computed but not yet on disk",
                                     ["sink"], registry=r)
+        self.sink_lost = Gauge("edgemoe_sink_lost_records", "Records dropped because the backlog hit its bound",
+                               ["sink"], registry=r)
         self.reloads = Counter("edgemoe_reloads", "Engine bundle reloads", ["result"], registry=r)
         self.latency = Histogram("edgemoe_latency_seconds", "Runtime latency per prediction",
                                  buckets=LATENCY_BUCKETS, registry=r)

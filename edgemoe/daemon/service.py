@@ -87,6 +87,7 @@ class Daemon:
             errors = self.metrics.sink_errors.labels("jsonl")
             jsonl = JsonLinesSink(self.config.sinks.jsonl, lambda exc: errors.inc())
             self.metrics.sink_unwritten.labels("jsonl").set_function(lambda: jsonl.unwritten)
+            self.metrics.sink_lost.labels("jsonl").set_function(lambda: jsonl.lost)
             sinks.append(jsonl)
             self._resources.append(jsonl)
         for endpoint in self.config.sinks.datagram:
@@ -153,7 +154,8 @@ class Daemon:
     def summary(self) -> dict[str, Any]:
         return {"predictions": self.loop.predictions, "datagrams": self.loop.datagrams,
                 "drops": self.metrics.drop_counts(), "bundle": self.loop.bundle_id,
-                "unwritten": sum(getattr(sink, "unwritten", 0) for sink in self.loop.sinks)}
+                "unwritten": sum(getattr(sink, "unwritten", 0) for sink in self.loop.sinks),
+                "lost": sum(getattr(sink, "lost", 0) for sink in self.loop.sinks)}
 
     def close(self) -> None:
         for thread in self._reload_threads:

@@ -54,11 +54,13 @@ class Sink(Protocol):
 class JsonLinesSink:
     """Appends one JSON object per line; rotates ``file -> file.1 -> ... -> file.N`` by size.
 
-    A failed write (disk full, file size limit, I/O error) never raises into the loop and never
-    drops a record: the unwritten bytes stay in memory, in order, and every later write retries
-    them, so the file resumes exactly where it stopped once the disk takes data again. Rotation
-    happens only at a line boundary with nothing pending (a file may pass ``max_bytes`` by up to
-    ``flush_every`` records).
+    A failed write (disk full, file size limit, I/O error) never raises into the loop: the
+    unwritten bytes stay in memory, in order, and every later write retries them, so the file
+    resumes exactly where it stopped once the disk takes data again. The memory this takes is
+    bounded by ``max_backlog_bytes``: past it the oldest waiting records are dropped whole (never
+    the tail of a line already half on disk) and counted in ``lost``, because a robot needs its
+    newest predictions more than a daemon killed for its memory. Rotation happens only at a line
+    boundary with nothing pending (a file may pass ``max_bytes`` by up to ``flush_every`` records).
     """
 
     def __init__(self, spec: JsonlSink, on_error: Callable[[OSError], None] | None = None) -> None:
@@ -66,14 +68,17 @@ class JsonLinesSink:
         self.max_bytes = spec.max_bytes
         self.backups = spec.backups
         self.flush_every = spec.flush_every
+        self.max_backlog_bytes = spec.max_backlog_bytes
         self.on_error = on_error
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: BinaryIO | None = open(self.path, "ab", buffering=0)
         self._size = self._fh.tell()
         self._buffer = bytearray()  # records not yet on disk, oldest first
         self._pending = 0  # records in the buffer
+        self._head_on_disk = False  # the buffer's first record is partly written already
         self._failing = False
         self.errors = 0  # failed write/rotate attempts
+        self.lost = 0  # records dropped from a full backlog
 
     @property
     def unwritten(self) -> int:
@@ -87,6 +92,21 @@ class JsonLinesSink:
         self._pending += 1
         if self._pending >= self.flush_every:
             self.flush()
+        if len(self._buffer) > self.max_backlog_bytes:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Drop whole records from the front of the backlog until it fits its bound again."""
+        keep_from = self._buffer.index(b"\n") + 1 if self._head_on_disk else 0  # finish the half-written one
+        cut, dropped = keep_from, 0
+        while len(self._buffer) - (cut - keep_from) > self.max_backlog_bytes and cut < len(self._buffer):
+            cut = self._buffer.index(b"\n", cut) + 1
+            dropped += 1
+        del self._buffer[keep_from:cut]
+        self._pending -= dropped
+        self.lost += dropped
+        log.error("%s: backlog over %d bytes; dropped the %d oldest unwritten record(s) (%d lost so far)",
+                  self.path, self.max_backlog_bytes, dropped, self.lost)
 
     def _rotate(self) -> None:
         try:
@@ -116,6 +136,8 @@ class JsonLinesSink:
                 self._open()
             while self._buffer:
                 written = self._fh.write(self._buffer)  # type: ignore[union-attr]
+                if written:
+                    self._head_on_disk = self._buffer[written - 1] != ord("\n")
                 del self._buffer[:written]
                 self._size += written
         except OSError as exc:
