@@ -91,12 +91,16 @@ print(json.dumps({"errors": len(errors), "kept": kept, "unwritten": sink.unwritt
 """
 
 
-def test_jsonl_sink_keeps_records_while_the_file_refuses_writes(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SINK_UNDER_A_FILE_SIZE_LIMIT),
-                          str(tmp_path / "pred.jsonl")], capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+def run_sink_script(script: str, path: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run a sink script in its own process (it lowers the file-size limit) and read its JSON line."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script), str(path)], capture_output=True,
+                         text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    return out, json.loads(out.stdout)
+
+
+def test_jsonl_sink_keeps_records_while_the_file_refuses_writes(tmp_path: Path) -> None:
+    out, result = run_sink_script(SINK_UNDER_A_FILE_SIZE_LIMIT, tmp_path / "pred.jsonl")
     assert result["errors"] >= 100 and result["kept"] == 100 and result["unwritten"] == 0
     files = sorted(tmp_path.glob("pred.jsonl.*"), key=lambda p: -int(p.suffix[1:])) + [tmp_path / "pred.jsonl"]
     seqs = [json.loads(line)["seq"] for f in files for line in f.read_text().splitlines()]
@@ -128,11 +132,7 @@ print(json.dumps({"lost": sink.lost, "backlog": backlog, "unwritten": sink.unwri
 
 
 def test_jsonl_sink_backlog_is_bounded_and_drops_the_oldest_whole_records(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SINK_WITH_A_BOUNDED_BACKLOG),
-                          str(tmp_path / "pred.jsonl")], capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    out, result = run_sink_script(SINK_WITH_A_BOUNDED_BACKLOG, tmp_path / "pred.jsonl")
     assert result["backlog"] <= 4096 and result["unwritten"] == 0
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
     # 1..10, then record 11 (half on disk when the limit hit, so finished, not dropped), then the
