@@ -38,7 +38,7 @@ commit=$(git rev-parse --short=12 HEAD)
 failed=0
 for i in $(seq "$RUNS"); do
   rm -rf "$WORK/clone"
-  git clone -q . "$WORK/clone"
+  git clone -q . "$WORK/clone" && git -C "$WORK/clone" checkout -q "$commit"  # every run tests one commit
   load=$(cut -d' ' -f1 /proc/loadavg) started=$(date -u +%H:%M:%S) t0=$(date +%s)
   if (cd "$WORK/clone" && bash .ci/run > "$WORK/ci_$i.log" 2>&1); then result=green; else result=red; failed=1; fi
   wall=$(( $(date +%s) - t0 ))
