@@ -82,8 +82,8 @@ prepare_default
 
 # -- the benchmarks ------------------------------------------------------------------------------
 if wanted accuracy; then
-  edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy $(flags accuracy)
-  edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy_20ep --epochs 20 $(flags accuracy)
+  edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy --force $(flags accuracy)
+  edgemoe bench accuracy --data "$DATA" --out "$RESULTS" --name accuracy_20ep --epochs 20 --force $(flags accuracy)
   stamp "$RESULTS"/accuracy.md "$RESULTS"/accuracy.json "$RESULTS"/accuracy_20ep.md "$RESULTS"/accuracy_20ep.json
 fi
 if wanted accuracy_suite; then
@@ -129,7 +129,7 @@ fi
 compare() {  # A B OUT: B/A ratio tables of two engine bundles, each profiled on its own
   local a=$WORK/profiles/$(basename "$1") b=$WORK/profiles/$(basename "$2")
   for engines in "$1" "$2"; do
-    edgemoe profile "$engines" --data "$DATA" --no-progress --out "$WORK/profiles/$(basename "$engines")" \
+    edgemoe profile "$engines" --data "$DATA" --no-progress --force --out "$WORK/profiles/$(basename "$engines")" \
       $(flags profile_fused) > /dev/null
   done
   edgemoe profile compare "$a" "$b" --compare-out "$3" > /dev/null
@@ -137,7 +137,7 @@ compare() {  # A B OUT: B/A ratio tables of two engine bundles, each profiled on
 if wanted profile_fused; then
   fused=$WORK/engines_fused
   [[ -d $fused ]] || edgemoe build "$BUNDLE" --target cpu --out "$fused"
-  edgemoe profile "$ENGINES" "$fused" --data "$DATA" --no-progress --fused-budget-mib 2 \
+  edgemoe profile "$ENGINES" "$fused" --data "$DATA" --no-progress --force --fused-budget-mib 2 \
     --out "$RESULTS"/profile_fused $(flags profile_fused)
   compare "$ENGINES" "$fused" "$RESULTS"/profile_fused/compare_staged_vs_fused.md
   stamp "$RESULTS"/profile_fused/profile.md "$RESULTS"/profile_fused/compare_staged_vs_fused.md
@@ -150,7 +150,7 @@ from edgemoe.engines.build import build_engines; from edgemoe.engines.target imp
 build_engines(Path(sys.argv[1]), load_target('cpu').model_copy(update={'precision': sys.argv[2]}), Path(sys.argv[3]))
 " "$mars" "$p" "$WORK/mars-$p"
   done
-  edgemoe profile "$WORK/mars-fp32" "$WORK/mars-fp16" "$WORK/mars-int8" --data "$DATA" --no-progress \
+  edgemoe profile "$WORK/mars-fp32" "$WORK/mars-fp16" "$WORK/mars-int8" --data "$DATA" --no-progress --force \
     --out "$RESULTS"/profile_precision $(flags profile_precision)
   compare "$WORK/mars-fp32" "$WORK/mars-fp16" "$WORK/compare_fp16.md"
   compare "$WORK/mars-fp32" "$WORK/mars-int8" "$WORK/compare_int8.md"

@@ -22,7 +22,8 @@ def provenance() -> dict[str, object]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
 
-    dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    # results rewritten earlier in the same run are not a change to the code they describe
+    dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results") else ""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
     return {"commit": git("rev-parse", "--short=12", "HEAD") + dirty, "machine": f"{platform.machine()} {cpu}".strip(),
