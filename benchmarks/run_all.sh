@@ -65,16 +65,19 @@ prepare_default() {
   [[ -d $BUNDLE ]] || edgemoe export "$CKPT" --fuse all --out "$BUNDLE"
   [[ -d $ENGINES ]] || edgemoe build "$BUNDLE" --target cpu --fuse none --out "$ENGINES"
 }
+calibrated() { "$PY" -c "import json, sys; sys.exit(not json.load(open(sys.argv[1])).get('calibration'))" \
+  "$1/manifest.json" 2>/dev/null; }
 method_bundle() {  # METHOD GATE -> a calibrated bundle of that method under $WORK/methods
   local name="$1-$2" dir=$WORK/methods
   mkdir -p "$dir"
-  if [[ ! -d $dir/$name.bundle ]]; then
+  # stdout is the bundle's path (callers capture it): what the commands print goes to stderr
+  if ! calibrated "$dir/$name.bundle"; then
     "$PY" -c "import sys, yaml; from edgemoe.core.schema import load_config
 c = load_config(None).model_dump(mode='json'); c['model'].update(method=sys.argv[1], gate=sys.argv[2])
 yaml.safe_dump(c, open(sys.argv[3], 'w'))" "$1" "$2" "$dir/$name.yaml"
-    edgemoe train --config "$dir/$name.yaml" --data "$DATA" --epochs "$EPOCHS" --out "$dir/$name.safetensors" --no-progress
-    edgemoe export "$dir/$name.safetensors" --out "$dir/$name.bundle"
-    edgemoe calibrate "$dir/$name.bundle" --data "$DATA"
+    edgemoe train --config "$dir/$name.yaml" --data "$DATA" --epochs "$EPOCHS" --out "$dir/$name.safetensors" --no-progress --force >&2
+    edgemoe export "$dir/$name.safetensors" --out "$dir/$name.bundle" --force >&2
+    edgemoe calibrate "$dir/$name.bundle" --data "$DATA" >&2
   fi
   echo "$dir/$name.bundle"
 }
