@@ -108,7 +108,7 @@ if wanted scale_8x16; then
   stamp "$RESULTS"/scale_8x16.md
 fi
 if wanted daemon_flood; then
-  "$PY" benchmarks/daemon_flood.py "$ENGINES" --gap-rate-hz 1000 --md "$RESULTS"/daemon_flood.md $(flags daemon_flood)
+  "$PY" benchmarks/daemon_flood.py "$ENGINES" --gap-rate-hz 1000 --prewarm-ms 2 --md "$RESULTS"/daemon_flood.md $(flags daemon_flood)
   stamp "$RESULTS"/daemon_flood.md
 fi
 if wanted calibration_accuracy; then

@@ -238,3 +238,20 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         make_config(tmp_path, sinks={"jsonl": {"path": "x", "rotate": 1}})
     with pytest.raises(ConfigError, match=r"key 'sources'"):
         make_config(tmp_path, sources={})
+
+
+def test_prewarm_runs_before_ticks_and_writes_nothing(engines_dir: Path, tmp_path: Path, config: ModelConfig) -> None:
+    daemon = Running(engines_dir, make_config(tmp_path, loop={"schedule": "fixed", "rate_hz": RATE, "prewarm_ms": 5}))
+    with FrameSender(daemon.udp, config.sensor_names) as sender:
+        send_at_rates(sender, config, 1.0)
+    summary = daemon.stop()
+    records = read_records(tmp_path / "pred.jsonl")
+    assert summary["prewarms"] > 0  # every tick with a mask is prewarmed, scheduling allowing
+    assert len(records) == summary["predictions"]  # a prewarm's answer is never written
+
+
+def test_prewarm_must_fit_in_the_tick(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prewarm_ms"):
+        make_config(tmp_path, loop={"schedule": "fixed", "rate_hz": 100, "prewarm_ms": 10})
+    with pytest.raises(ConfigError, match="prewarm_ms"):
+        make_config(tmp_path, loop={"schedule": "on_arrival", "prewarm_ms": 1})

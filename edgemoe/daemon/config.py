@@ -97,6 +97,18 @@ class Loop(StrictModel):
     rate_hz: float = Field(20.0, gt=0, le=10000)  # fixed: tick rate
     max_rate_hz: float = Field(200.0, gt=0)  # on_arrival: at most this many predictions/s
     max_batch: int = Field(256, ge=1)  # datagrams read per source per wake-up
+    # fixed: an untimed call this long before each tick, so the tick's call finds caches warm
+    # (docs/daemon.md, "Latency at the sensor rate"); costs one more inference per tick
+    prewarm_ms: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _prewarm_fits(self) -> Loop:
+        if self.prewarm_ms and self.schedule != "fixed":
+            raise ValueError("prewarm_ms applies to the fixed schedule only")
+        if self.prewarm_ms * 1e-3 >= 1.0 / self.rate_hz:
+            raise ValueError(f"prewarm_ms {self.prewarm_ms:g} must be shorter than the tick period "
+                             f"{1e3 / self.rate_hz:g} ms (rate_hz {self.rate_hz:g})")
+        return self
 
 
 class JsonlSink(StrictModel):

@@ -152,7 +152,7 @@ class Daemon:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        return {"predictions": self.loop.predictions, "datagrams": self.loop.datagrams,
+        return {"predictions": self.loop.predictions, "prewarms": self.loop.prewarms, "datagrams": self.loop.datagrams,
                 "drops": self.metrics.drop_counts(), "bundle": self.loop.bundle_id,
                 "unwritten": sum(getattr(sink, "unwritten", 0) for sink in self.loop.sinks),
                 "lost": sum(getattr(sink, "lost", 0) for sink in self.loop.sinks)}
