@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,35 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgemoe.core.mask import mask_label  # noqa: E402
 from edgemoe.profile.environment import cpu_model  # noqa: E402
+from edgemoe.profile.timing import at_rate, back_to_back  # noqa: E402
 from edgemoe.runtime.runtime import Runtime  # noqa: E402
-
-
-def schedule(call: Callable[[], object], n: int, hz: float, wait: str, lead_s: float) -> list[float]:
-    """Seconds per timed ``call`` at ``n`` ticks of ``hz``, waiting by ``wait``."""
-    clock, took, tick = time.perf_counter, [], time.perf_counter()
-    for _ in range(n):
-        tick += 1 / hz
-        if wait == "prewarm":
-            time.sleep(max(0.0, tick - lead_s - clock()))
-            call()
-        if wait == "spin":
-            while clock() < tick:
-                pass
-        else:
-            time.sleep(max(0.0, tick - clock()))
-        t0 = clock()
-        call()
-        took.append(clock() - t0)
-    return took
-
-
-def tight(call: Callable[[], object], n: int) -> list[float]:
-    clock, took = time.perf_counter, []
-    for _ in range(n):
-        t0 = clock()
-        call()
-        took.append(clock() - t0)
-    return took
 
 
 def main() -> int:
@@ -74,13 +45,14 @@ def main() -> int:
     def call() -> object:
         return runtime.run(mask, frames)
 
-    tight(call, 50)
+    back_to_back(call, 50)
     samples: dict[str, list[float]] = {"tight": [], "paced": [], "spin": [], "prewarm": []}
     load = [os.getloadavg()[0]]
     for _ in range(args.rounds):
-        samples["tight"] += tight(call, 10 * args.frames)
-        for wait in ("paced", "spin", "prewarm"):
-            samples[wait] += schedule(call, args.frames, args.hz, wait, args.lead_ms / 1e3)
+        samples["tight"] += back_to_back(call, 10 * args.frames)
+        samples["paced"] += at_rate(call, args.frames, args.hz, "sleep")
+        for wait in ("spin", "prewarm"):
+            samples[wait] += at_rate(call, args.frames, args.hz, wait, args.lead_ms / 1e3)
         load.append(os.getloadavg()[0])
     base = float(np.median(samples["tight"]))
     lines = [f"# `Runtime.run` in a tight loop vs at {args.hz:g} Hz (batch 1)", "",

@@ -192,7 +192,7 @@ def test_nothing_is_built_after_load_whatever_the_mask_sequence(engines_dir: Pat
 
 def test_profile_writes_json_markdown_plots_and_compares(engines_dir: Path, tmp_path: Path) -> None:
     settings = ProfileSettings(masks=(15, 1, 7), frames=6, rounds=2, warmup_frames=2, switch_frames=16,
-                               throughput_batches=2)
+                               throughput_batches=2, rate_hz=200, rate_frames=5)
     run = profile_engines(engines_dir, settings)
     files = write_reports([run], tmp_path)
     assert {f.suffix for f in files} == {".json", ".md", ".png"}
@@ -208,6 +208,10 @@ def test_profile_writes_json_markdown_plots_and_compares(engines_dir: Path, tmp_
     assert loaded["switch"]["patterns"]["full<->7"]["switches"] >= 2
     assert loaded["cold_start"]["load_s"] > 0 and loaded["memory"]["rss_after_load_mib"] > 0
     assert "skipped" in loaded["environment"]["jetson"]["nvpmodel"]
+    at_rate = loaded["at_rate"]  # the mask with the most sensors, back to back and at the sensor rate
+    assert at_rate["label"] == "camera+scan+imu+odom" and at_rate["hz"] == 200
+    assert at_rate["tight"]["n"] == 25 and at_rate["at_rate"]["n"] == at_rate["prewarmed"]["n"] == 5
+    assert "## At the sensor rate (camera+scan+imu+odom)" in (tmp_path / "profile.md").read_text()
     table = compare(loaded, loaded)
     assert "| camera+scan+imu+odom |" in table and " 1.00 |" in table
 

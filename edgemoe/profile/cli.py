@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=300, help="measured frames per mask")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the masks")
     parser.add_argument("--switch-frames", type=int, default=100, help="frames per mask-switch pattern")
+    parser.add_argument("--rate-hz", type=float, default=20.0,
+                        help="sensor rate of the at-rate measurement (the daemon's loop.rate_hz)")
+    parser.add_argument("--rate-frames", type=int, default=40,
+                        help="frames per at-rate variant: back to back, at the rate, prewarmed (0 = skip)")
     parser.add_argument("--data", type=Path, default=None, help="dataset dir: profile on real test frames")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
@@ -58,7 +62,8 @@ def _profile(args: argparse.Namespace) -> int:
             names = read_engine_manifest(path).config.sensor_names
             masks = tuple(parse_mask(m, names) for m in args.mask) if args.mask else None
             settings = ProfileSettings(masks=masks, frames=args.frames, rounds=args.rounds,
-                                       switch_frames=args.switch_frames, data=args.data, seed=args.seed)
+                                       switch_frames=args.switch_frames, data=args.data, seed=args.seed,
+                                       rate_hz=args.rate_hz, rate_frames=args.rate_frames)
             chosen = list(masks or all_masks(len(names)))
             patterns = len(switch_patterns(chosen, len(names), np.random.default_rng(0), 2))
             task = bar.add_task(f"profile {path}", total=work_units(len(chosen), settings, patterns))

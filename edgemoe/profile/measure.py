@@ -25,7 +25,8 @@ from edgemoe.core.mask import all_masks, full_mask, is_present, mask_label, pres
 from edgemoe.core.stages import fused_stage
 from edgemoe.profile.environment import Tegrastats, describe, gpu_memory
 from edgemoe.profile.fused import measure_fused
-from edgemoe.profile.timing import TimedEngine, peak_rss_bytes, percentiles, rss_bytes, timer_overhead_s
+from edgemoe.profile.timing import (TimedEngine, at_rate, back_to_back, peak_rss_bytes, percentiles, rss_bytes,
+                                    timer_overhead_s)
 from edgemoe.runtime.loader import load_engine_bundle
 from edgemoe.runtime.runtime import Runtime
 
@@ -45,6 +46,9 @@ class ProfileSettings:
     warmup_frames: int = 20  # per mask, before measuring
     switch_frames: int = 100  # per alternating pattern
     throughput_batches: int = 20  # batches of max_batch per mask
+    rate_hz: float = 20.0  # the sensor rate of the at-rate measurement (a daemon's fixed schedule)
+    rate_frames: int = 40  # frames per at-rate variant (0 = skip it); 2 s each at 20 Hz
+    prewarm_ms: float = 2.0  # the prewarmed variant's lead (the daemon's loop.prewarm_ms)
     data: Path | None = None  # a dataset directory: real test frames instead of random ones
     seed: int = 0
 
@@ -56,7 +60,7 @@ class ProfileSettings:
 
 def work_units(num_masks: int, settings: ProfileSettings, patterns: int) -> int:
     """Progress-bar length: one unit per mask per phase, one per switch pattern."""
-    return 2 + num_masks * (settings.rounds + 2) + patterns
+    return 3 + num_masks * (settings.rounds + 2) + patterns
 
 
 def profile_engines(path: Path, settings: ProfileSettings = ProfileSettings(), tick: Tick = lambda what: None,
@@ -81,6 +85,7 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
     stages = stage_breakdown(runtime, masks, pool, settings, tick)
     switch = _switches(runtime, masks, pool, settings, tick)
     throughput = _throughput(runtime, masks, pool, settings, tick)
+    sensor_rate = _at_sensor_rate(runtime, masks, pool, settings, tick)
     fused = measure_fused(runtime, masks, pool.frame, settings.frames, settings.warmup_frames)
     tick("fused")
     after = _compiled(runtime)
@@ -106,6 +111,7 @@ def _profile(path: Path, settings: ProfileSettings, tick: Tick) -> dict[str, Any
         },
         "masks": {},
         "switch": switch,
+        "at_rate": sensor_rate,
         "compiled_after_start": {k: after[k] - compiled[k] for k in compiled},
         "fused": {str(m): v for m, v in fused.items()},
     }
@@ -338,6 +344,29 @@ def _ratio_stats(ratios: Sequence[float]) -> dict[str, float]:
         return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan")}
     p50, p90, p99 = np.percentile(ratios, [50, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(max(ratios))}
+
+
+def _at_sensor_rate(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: ProfileSettings,
+                    tick: Tick) -> dict[str, Any] | None:
+    """The mask with the most sensors, called back to back and once per tick of the sensor rate
+    (plain, and prewarmed as the daemon can): the steady table is the tight-loop figure, while a
+    robot's loop leaves the core idle between ticks and finds caches cold."""
+    if settings.rate_frames <= 0:
+        return None
+    mask = max(masks, key=present_count)
+    frame = pool.frame(mask, 0)
+
+    def call() -> object:
+        return runtime.infer(frame)
+
+    back_to_back(call, settings.warmup_frames)
+    variants = {"tight": back_to_back(call, 5 * settings.rate_frames),
+                "at_rate": at_rate(call, settings.rate_frames, settings.rate_hz, "sleep"),
+                "prewarmed": at_rate(call, settings.rate_frames, settings.rate_hz, "prewarm",
+                                     settings.prewarm_ms * 1e-3)}
+    tick("at sensor rate")
+    return {"mask": mask, "label": mask_label(mask, pool.names), "hz": settings.rate_hz,
+            "prewarm_ms": settings.prewarm_ms, **{k: percentiles(v) for k, v in variants.items()}}
 
 
 def _throughput(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings: ProfileSettings,

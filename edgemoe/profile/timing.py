@@ -7,7 +7,8 @@ backend's own call overhead and compute; everything else in a frame is dispatch.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -55,6 +56,40 @@ def percentiles(samples_s: Sequence[float] | np.ndarray) -> dict[str, float]:
     p50, p90, p99 = np.percentile(us, [50, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(us.max()),
             "mean": float(us.mean()), "n": int(us.size)}
+
+
+Wait = Literal["sleep", "spin", "prewarm"]
+
+
+def back_to_back(call: Callable[[], object], n: int) -> list[float]:
+    """Seconds per ``call``, calls made one right after another (the tight-loop figure)."""
+    clock, took = time.perf_counter, []
+    for _ in range(n):
+        t0 = clock()
+        call()
+        took.append(clock() - t0)
+    return took
+
+
+def at_rate(call: Callable[[], object], n: int, hz: float, wait: Wait = "sleep", lead_s: float = 0.002) -> list[float]:
+    """Seconds per ``call`` made once per tick of ``hz``, as a sensor loop makes it. ``sleep``
+    sleeps to each tick; ``spin`` busy-waits to it (no thread wake-up); ``prewarm`` makes an untimed
+    call ``lead_s`` before each tick, then sleeps to the tick (the daemon's ``loop.prewarm_ms``)."""
+    clock, took, tick = time.perf_counter, [], time.perf_counter()
+    for _ in range(n):
+        tick += 1 / hz
+        if wait == "prewarm":
+            time.sleep(max(0.0, tick - lead_s - clock()))
+            call()
+        if wait == "spin":
+            while clock() < tick:
+                pass
+        else:
+            time.sleep(max(0.0, tick - clock()))
+        t0 = clock()
+        call()
+        took.append(clock() - t0)
+    return took
 
 
 def rss_bytes() -> int:
