@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_output(args)
+    args.command = "edgemoe " + shlex.join(argv)  # what a recorded result says made it
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:

@@ -19,6 +19,7 @@ def test_quick_accuracy_bench_writes_table_plot_and_routing(dataset_dir: Path, t
     assert rc == 0
     table = (tmp_path / "accuracy.md").read_text()
     assert "| smoe |" in table and "| permask |" in table and "rate 0.5, one sensor removed" in table
+    assert f"Command: `edgemoe bench accuracy --data {dataset_dir} --quick --out {tmp_path}" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
     raw = json.loads((tmp_path / "accuracy.json").read_text())
     assert len(raw["masks"]["smoe"]["0"]) == 15

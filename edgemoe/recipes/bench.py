@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                      args.force)
     config = load_config(args.config)
     settings = _settings(args)
+    note = "\n\n".join(x for x in (f"Command: `{args.command}`", args.note) if x)
     if args.regimes:
         title = lambda suite: f"Accuracy suite '{suite.name}' ({config.name})"  # noqa: E731
         stem = lambda suite: args.name or f"suite_{suite.name}"  # noqa: E731
@@ -74,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
             suite = run_quick(config, settings)
         else:
             suite = run_suite(args.regimes, config, settings, scale=args.scale, on_regime=lambda s: write_suite_outputs(
-                s, args.out, stem(s), title(s), args.note + " (partial: regimes still running)"))
-        paths = write_suite_outputs(suite, args.out, stem(suite), title(suite), args.note)
+                s, args.out, stem(s), title(s), note + " (partial: regimes still running)"))
+        paths = write_suite_outputs(suite, args.out, stem(suite), title(suite), note)
         seconds = suite.seconds
     else:
         data = _load(args.data, config, explicit=args.config is not None)
         result = run_benchmark(config, data, settings)
-        paths = write_outputs(result, args.out, args.name or "accuracy", f"Accuracy benchmark: {config.name}", args.note)
+        paths = write_outputs(result, args.out, args.name or "accuracy", f"Accuracy benchmark: {config.name}", note)
         seconds = result.seconds
     for path in paths:
         print(f"wrote {path}")
