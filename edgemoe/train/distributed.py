@@ -89,7 +89,11 @@ class Cluster:
         return cls(dist.get_rank(), dist.get_world_size(), local_rank, backend)
 
     def close(self) -> None:
+        """Leave the process group once every rank is done with it. Without the barrier a fast rank
+        tore its group down while a slow one (a loaded machine) still finished its last collective,
+        and gloo aborted the process (SIGABRT, 'terminate called without an active exception')."""
         if self.backend is not None and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def wrap(self, model: M) -> M | DistributedModel:
