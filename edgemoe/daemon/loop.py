@@ -4,7 +4,9 @@ One thread does all of it, so there is no lock on the hot path and the order of 
 order of predictions. Scheduling is either ``fixed`` (a prediction every ``1/rate_hz`` s, from
 whatever is available then) or ``on_arrival`` (a prediction after each batch of accepted frames,
 at most ``max_rate_hz`` per second). A prediction is written to every sink before the next one
-is computed, so stopping after any iteration loses no computed prediction.
+is computed, so stopping after any iteration loses no computed prediction. With ``prewarm_ms``
+the fixed schedule also runs the current mask once, untimed and unwritten, that long before each
+tick: the idle time between ticks leaves caches cold, and the tick's call pays for it.
 
 The runtime is swappable: :meth:`offer_runtime` hands in a loaded, warmed one (from a reload
 thread) and the loop switches to it between two predictions; the old one is closed after.
