@@ -279,10 +279,13 @@ def test_a_real_sigint_during_training(dataset_dir: Path, tmp_path: Path) -> Non
 
     root = Path(__file__).resolve().parents[1]
     out_file = tmp_path / "m.safetensors"
+    # a shell starts background jobs with SIGINT ignored (nohup ... &), and an ignored signal stays
+    # ignored across exec: the child gets the default, as a user's terminal gives it
     proc = subprocess.Popen([sys.executable, "-m", "edgemoe.cli", "train", "--data", str(dataset_dir),
                              "--out", str(out_file), "--epochs", "200", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
-                            env=dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1"))
+                            env=dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stderr is not None
         lines = iter(proc.stderr.readline, "")
