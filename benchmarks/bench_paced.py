@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgemoe.core.mask import mask_label  # noqa: E402
+from edgemoe.core.mask import full_mask, mask_label  # noqa: E402
 from edgemoe.profile.environment import cpu_model  # noqa: E402
 from edgemoe.profile.timing import at_rate, back_to_back  # noqa: E402
 from edgemoe.runtime.runtime import Runtime  # noqa: E402
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/paced_vs_tight.md"))
     args = parser.parse_args()
     runtime = Runtime.load(args.engines)
-    mask = args.mask or (1 << len(runtime.sensor_names)) - 1
+    mask = args.mask or full_mask(len(runtime.sensor_names))
     rng = np.random.default_rng(0)
     frames = {i: rng.standard_normal((1, *s.shape)).astype(np.float32) for i, s in enumerate(runtime.config.sensors)}
 

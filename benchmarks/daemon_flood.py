@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from edgemoe.core.bundle import read_engine_manifest  # noqa: E402
 from edgemoe.daemon.client import FrameSender, send_at_rates  # noqa: E402
+from edgemoe.core.mask import full_mask  # noqa: E402
+from edgemoe.profile.timing import back_to_back  # noqa: E402
 from edgemoe.runtime.runtime import Runtime  # noqa: E402
 
 RATE_HZ = 50.0
@@ -100,12 +102,8 @@ def tight_loop_ms(engines: Path, calls: int = 2000) -> dict[str, float]:
     runtime = Runtime.load(engines)
     rng = np.random.default_rng(0)
     frames = {i: rng.standard_normal((1, *s.shape)).astype(np.float32) for i, s in enumerate(runtime.config.sensors)}
-    full = (1 << len(frames)) - 1
-    took = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        runtime.run(full, frames)
-        took.append(time.perf_counter() - t0)
+    full = full_mask(len(frames))
+    took = back_to_back(lambda: runtime.run(full, frames), calls)
     runtime.close()
     lat = np.array(took[calls // 10:]) * 1e3  # the first tenth warms up
     return {"lat_p50_ms": float(np.percentile(lat, 50)), "lat_p99_ms": float(np.percentile(lat, 99))}
