@@ -32,7 +32,8 @@ training_at_scale|benchmarks/bench_training_scale.py|--sizes-gib 0.05 --npz-size
 daemon_soak|scripts/soak_daemon.py|--minutes 2"
 # Not re-run: hot_path_before_after.md and hot_path_robot4.md compare the runtime before and after
 # one change (a checkout of the earlier commit against its successor); they record that change,
-# not the current code.
+# not the current code. ci_under_load.md is not a benchmark but a check of the test suite (fresh-clone
+# CI runs under load, over an hour): scripts/ci_under_load.sh re-records it.
 SUITE_METHODS="smoe,confsmoe,mars,smoe+fusion+uniform,confsmoe+fusion+uniform,mars+fusion,permask"
 METHODS="confsmoe:softmax dense:softmax flexmoe:softmax mars:softmax smoe:gaussian mars:laplace"
 

@@ -4,8 +4,10 @@ runs for hours; it is run on a quiet machine, not here.)"""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,9 @@ from tests.polling import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+# Results no benchmark re-records: the README; two records of one change (the runtime before and
+# after it); the test suite's own check under load, re-recorded by scripts/ci_under_load.sh.
+NOT_BENCHMARKS = ("README.md", "hot_path_before_after.md", "hot_path_robot4.md", "ci_under_load.md")
 
 
 def listed() -> list[tuple[str, str, list[str]]]:
@@ -31,10 +36,22 @@ def test_every_recorded_result_has_a_benchmark() -> None:
     names = {name for name, _, _ in listed()}
     results = ROOT / "benchmarks" / "results"
     for path in results.iterdir():
-        if path.name in ("README.md", "hot_path_before_after.md", "hot_path_robot4.md") or path.suffix in (".png", ".json"):
-            continue  # the README; records of one change; companions of a listed .md
+        if path.name in NOT_BENCHMARKS or path.suffix in (".png", ".json"):
+            continue  # companions of a listed .md are .png and .json
         stem = path.stem.removesuffix("_20ep")
         assert any(stem == n or stem.startswith(n) for n in names), f"{path.name}: no benchmark re-records it"
+
+
+def test_the_results_readme_lists_every_result() -> None:
+    results = ROOT / "benchmarks" / "results"
+    readme = (results / "README.md").read_text()
+    patterns = re.findall(r"`([\w.]*\*[\w.]*)`", readme)  # e.g. `calibration_accuracy_*.md`
+    for path in results.iterdir():
+        if path.suffix == ".md" and path.name != "README.md":
+            named = path.name in readme or any(fnmatch.fnmatch(path.name, p) for p in patterns)
+            assert named, f"benchmarks/results/README.md does not list {path.name}"
+        elif path.is_dir():
+            assert f"{path.name}/" in readme, f"benchmarks/results/README.md does not list {path.name}/"
 
 
 @pytest.mark.parametrize(("name", "command", "flags"), listed(), ids=[row[0] for row in listed()])
