@@ -66,8 +66,9 @@ prepare_default() {
   [[ -d $BUNDLE ]] || edgemoe export "$CKPT" --fuse all --out "$BUNDLE"
   [[ -d $ENGINES ]] || edgemoe build "$BUNDLE" --target cpu --fuse none --out "$ENGINES"
 }
-calibrated() { "$PY" -c "import json, sys; sys.exit(not json.load(open(sys.argv[1])).get('calibration'))" \
-  "$1/manifest.json" 2>/dev/null; }
+calibrated() {  # BUNDLE: true when it is a valid model bundle that holds calibration sets
+  "$PY" -c "import sys; from pathlib import Path; from edgemoe.core.bundle import read_model_manifest
+sys.exit(read_model_manifest(Path(sys.argv[1])).calibration is None)" "$1" 2>/dev/null; }
 method_bundle() {  # METHOD GATE -> a calibrated bundle of that method under $WORK/methods
   local name="$1-$2" dir=$WORK/methods
   mkdir -p "$dir"
