@@ -109,6 +109,17 @@ def test_report_refuses_to_rank_on_a_saturated_regime_and_flags_expert_load(conf
     assert "0.60 ⚠" in text  # 2/N = 0.5 for 4 experts
 
 
+def test_report_judges_the_best_method_against_the_bars_on_ranking_regimes_only(config: ModelConfig) -> None:
+    tight = RegimeResult(get_regime("units"), _fake_bench(config, {"smoe": 0.80, "mars": 0.95, DEDICATED: 0.81}), None, [])
+    met = RegimeResult(get_regime("nuisance"), _fake_bench(config, {"smoe": 0.70, "mars": 0.76, "confsmoe": 0.72,
+                                                                    DEDICATED: 0.80}), None, [])
+    short = RegimeResult(get_regime("robot4"), _fake_bench(config, {"smoe": 0.70, "mars": 0.75, DEDICATED: 0.80}), None, [])
+    text = suite_markdown(SuiteResult("failures", [tight, met, short]), "t")
+    assert "| nuisance (10.0) | mars | +6.0 | 60% | 76.0 vs 70.0 | 76.0 vs 70.0 | yes |" in text
+    assert "| robot4 (10.0) | mars | +5.0 | 50% | 75.0 vs 70.0 | 75.0 vs 70.0 | no |" in text
+    assert "| units (" not in text  # headroom 1 pt: not judged
+
+
 def test_quick_preset_fails_when_the_regime_saturates(config: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     flat = RegimeResult(get_regime("nuisance"), _fake_bench(config, {"smoe": 0.80, DEDICATED: 0.82}), None, [])
     monkeypatch.setattr(suite_module, "run_suite", lambda *a, **k: SuiteResult("nuisance", [flat]))

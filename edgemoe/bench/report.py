@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from edgemoe.bench.accuracy import DEDICATED, METRICS, BenchResult
-from edgemoe.bench.suite import MIN_HEADROOM, RegimeResult, SuiteResult, headroom, headroom_closed, seed_mean
+from edgemoe.bench.suite import (
+    BASELINE, CLOSED_BAR, GAIN_BAR, MIN_HEADROOM, RegimeResult, SuiteResult, best_method, headroom, headroom_closed,
+    mean_over_masks, seed_mean,
+)
 from edgemoe.core.mask import all_masks, mask_label
 
 FLAG = " ⚠"
@@ -174,12 +177,39 @@ def suite_markdown(suite: SuiteResult, title: str, note: str = "", pngs: dict[st
         lines.append(_row([r.regime.name, r.regime.summary, _pct(r.headroom),
                            "yes" if r.ranks_methods else f"no (< {100 * MIN_HEADROOM:.0f})",
                            ceiling, _mean_of(r, DEDICATED), _mean_of(r, "smoe")]))
+    lines += ["", *bars_section(suite)]
     for r in suite.regimes:
         lines += ["", f"## Regime `{r.regime.name}`", "", r.regime.summary + ".", ""]
         if not r.ranks_methods:
             lines += [f"Headroom {_pct(r.headroom)} pts < {100 * MIN_HEADROOM:.0f}: not used to rank methods.", ""]
         lines += bench_section(r.bench, r.ceiling, r.capped, (pngs or {}).get(r.regime.name))
     return "\n".join(lines) + "\n"
+
+
+def bars_section(suite: SuiteResult) -> list[str]:
+    """Per regime that ranks methods: the best single model against zero-fill smoe and the bars
+    (gain >= GAIN_BAR, headroom closed >= CLOSED_BAR), with the few-sensor masks apart."""
+    lines = ["## Against the bars", "",
+             f"Best single-model method per regime that ranks methods, against zero-fill `{BASELINE}` "
+             f"(mean over masks and seeds). Bars: +{100 * GAIN_BAR:.0f} pts and {100 * CLOSED_BAR:.0f}% of the "
+             "headroom closed. `+fusion`: the cross-sensor attention stage; `+uniform`: every sensor "
+             "combination trained equally often; `permask`: one dedicated model per mask (the upper reference).", "",
+             *_header(["regime (headroom)", "best method", f"gain over {BASELINE}", "headroom closed",
+                       f"1 sensor (best vs {BASELINE})", f"2 sensors (best vs {BASELINE})", "met"])]
+    ranked = [r for r in suite.regimes if r.ranks_methods]
+    for r in ranked:
+        best = best_method(r.bench)
+        if best is None:
+            continue
+        gain = mean_over_masks(r.bench, best) - mean_over_masks(r.bench, BASELINE)
+        closed = headroom_closed(r.bench, best)
+        few = [f"{_pct(mean_over_masks(r.bench, best, k))} vs {_pct(mean_over_masks(r.bench, BASELINE, k))}" for k in (1, 2)]
+        met = "yes" if gain >= GAIN_BAR and closed >= CLOSED_BAR else "no"
+        lines.append(_row([f"{r.regime.name} ({_pct(r.headroom)})", best, f"{100 * gain:+.1f}", f"{100 * closed:.0f}%",
+                           *few, met]))
+    if not ranked:
+        lines.append(_row(["no regime ranks methods", *["–"] * 6]))
+    return lines
 
 
 def _mean_of(r: RegimeResult, method: str) -> str:
