@@ -4,11 +4,16 @@ given the SAME number of threads, fused per-mask engines and PyTorch eager, on e
 model given, at every budget; with each mask's limit (the stages it must run, each clocked alone,
 summed: what a dispatch-free serial runtime would take).
 
-Budget N means: the staged runtime's bundle was built with ``onnxruntime.threads: N`` (N lanes, every
-stage session at one intra-op thread); the monolithic and fused sessions get ``intra_op_threads = N``
+Budget N means: the staged runtime's bundle uses at most N threads at once (``onnxruntime.threads``
+lanes times the most intra-op threads any stage session has: N lanes of single-thread sessions, or
+one lane whose heavy stages get N intra-op threads through ``stage_intra_op_threads``); the monolithic and fused sessions get ``intra_op_threads = N``
 and ``inter_op_threads = N`` (ORT_PARALLEL above 1); and since ORT's parallel executor can lose to its
 sequential one, "monolithic" is also run sequentially at intra-op N and each round keeps the faster
 of the two (the best a single session does with N threads). Eager runs at ``torch.set_num_threads(N)``.
+
+A bundle built with fused engines also runs as the deployed runtime does: each mask through its fused
+engine ("runtime fused") and, per round, the faster of that and the staged plan ("deployed": the
+choice ``edgemoe profile`` writes into ``fused_choice.json`` for ``edgemoe build --fuse``).
 
 Everything is interleaved (round r: for each model, mask and budget, a block of frames of each
 variant in turn) so the machine's other load lands on all of them; ratios are per round, the
@@ -22,6 +27,7 @@ median is reported with the [min-max over rounds] spread. Outputs are checked eq
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -41,10 +47,11 @@ from edgemoe.export.fused import export_fused  # noqa: E402
 from edgemoe.export.monolithic import export_monolithic  # noqa: E402
 from edgemoe.profile.environment import cpu_model  # noqa: E402
 from edgemoe.profile.measure import FramePool, ProfileSettings, stage_breakdown  # noqa: E402
+from edgemoe.runtime.loader import load_engine_bundle  # noqa: E402
 from edgemoe.runtime.runtime import Runtime  # noqa: E402
 from edgemoe.train.checkpoint import load_checkpoint  # noqa: E402
 
-VARIANTS = ("staged", "monolithic", "monolithic_seq", "fused", "eager")
+VARIANTS = ("staged", "runtime_fused", "monolithic", "monolithic_seq", "fused", "eager")
 
 
 class Case:
@@ -56,15 +63,19 @@ class Case:
         self.masks = all_masks(self.model.config.num_sensors)
         mono_graph = export_monolithic(self.model).SerializeToString()
         fused_graphs = {m: export_fused(self.model, m).SerializeToString() for m in self.masks}
-        self.runtimes, self.calls = {}, {}
+        self.runtimes, self.fused_runtimes, self.calls = {}, {}, {}
+        self.setup: dict[int, str] = {}
         feed_eager, run_eager = eager_call(self.model)
         self.names = self.model.config.sensor_names
         for n in budgets:
-            runtime = Runtime.load(engines.format(threads=n))
-            got = runtime.bundle.manifest.target["onnxruntime"].get("threads", 1)
-            if got != n:
-                raise SystemExit(f"{engines.format(threads=n)}: built with threads {got}, not {n}")
-            self.runtimes[n] = runtime
+            bundle = load_engine_bundle(Path(engines.format(threads=n)))
+            used = threads_used(bundle.manifest.target, bundle.manifest.layout.stage_names())
+            if used > n:
+                raise SystemExit(f"{bundle.path}: uses up to {used} threads at once, over the budget {n}")
+            self.runtimes[n] = Runtime(dataclasses.replace(bundle, fused={}))
+            self.setup[n] = describe_threads(bundle.manifest.target, len(bundle.fused))
+            if bundle.fused:
+                self.fused_runtimes[n] = Runtime(bundle)
         rng = np.random.default_rng(0)
         frames = {m: frames_for(self.runtimes[budgets[0]], m, frames, rng) for m in self.masks}
         for n, runtime in self.runtimes.items():
@@ -83,6 +94,9 @@ class Case:
                 }
                 if seq is not None:
                     calls["monolithic_seq"] = ([seq.feed(f) for f in todo], seq)
+                fused_runtime = self.fused_runtimes.get(n)
+                if fused_runtime is not None and m in fused_runtime.fused_masks:
+                    calls["runtime_fused"] = (by_index, lambda x, r=fused_runtime, m=m: r.run(m, x))
                 self.calls[(m, n)] = calls
         self.check(budgets)
 
@@ -97,8 +111,22 @@ class Case:
                     ref = staged
                 assert np.array_equal(staged, ref), f"{self.name} mask {m}: budget {n} changes the output"
                 for v, (inputs, call) in calls.items():
-                    out = np.asarray(call(inputs[0]))[0] if v != "staged" else staged
+                    out = call(inputs[0]).probs if v in ("staged", "runtime_fused") else np.asarray(call(inputs[0]))[0]
                     assert np.abs(out - ref).max() < 1e-4, f"{self.name} mask {m}: {v} at {n} threads differs"
+
+
+def threads_used(target: dict, stages: list[str]) -> int:
+    """The most threads a bundle's runtime runs at once: lanes times its largest stage session."""
+    options = OrtOptions.model_validate(target["onnxruntime"])
+    return options.threads * max(max(options.for_stage(stage).intra_op_threads, 1) for stage in stages)
+
+
+def describe_threads(target: dict, fused: int) -> str:
+    options = OrtOptions.model_validate(target["onnxruntime"])
+    text = f"{options.threads} lane(s), intra-op {options.intra_op_threads}"
+    if options.stage_intra_op_threads:
+        text += " except " + ", ".join(f"`{p}` at {t}" for p, t in options.stage_intra_op_threads.items())
+    return text + f"; {fused} fused engine(s)"
 
 
 def with_torch_threads(run: Callable[[Any], Any], n: int) -> Callable[[Any], Any]:
@@ -154,12 +182,17 @@ def summarise(res: dict, cases: list[Case], budgets: list[int]) -> dict:
                 if (*key, "monolithic_seq") in pr:
                     mono = list(np.minimum(mono, pr[(*key, "monolithic_seq")]))
                 staged = pr[(*key, "staged")]
+                deployed = staged
+                if (*key, "runtime_fused") in pr:  # per round, the faster path: what the profile's choice runs
+                    deployed = list(np.minimum(staged, pr[(*key, "runtime_fused")]))
                 out[key] = {
                     "p50": {v: float(np.median(res["samples"][(*key, v)])) * 1e6
                             for v in VARIANTS if (*key, v) in res["samples"]},
                     "limit": float(np.median(lim)),
                     "dispatch": float(np.median(res["dispatch"][(case.name, m)])),
                     "mono": ratio(staged, mono), "lim": ratio(staged, lim),
+                    "deployed": float(np.median(deployed)), "deployed_mono": ratio(deployed, mono),
+                    "deployed_lim": ratio(deployed, lim), "deployed_eager": ratio(deployed, pr[(*key, "eager")]),
                     "eager": ratio(staged, pr[(*key, "eager")]), "fused": ratio(staged, pr[(*key, "fused")]),
                 }
     return out
@@ -189,20 +222,20 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
     for case in cases:
         for n in budgets:
             lines += [f"## {case.name}, {n} thread{'s' if n > 1 else ''}", "",
-                      "| mask | staged | monolithic | mono seq | fused | eager | limit | staged/mono | "
-                      "staged/limit | staged/eager | staged/fused | dispatch % |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      f"Runtime: {case.setup[n]}.", "",
+                      "| mask | staged | runtime fused | deployed | monolithic | mono seq | fused | eager | limit | "
+                      "staged/mono | deployed/mono | staged/limit | staged/eager | staged/fused | dispatch % |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for m in sorted(case.masks, key=lambda k: (-bin(k).count("1"), k)):
                 row = table[(case.name, m, n)]
                 p = row["p50"]
                 fmt = lambda r: f"{r[0]:.2f} [{r[1]:.2f}–{r[2]:.2f}]"  # noqa: E731
-                lines.append(
-                    f"| {mask_label(m, case.names)} | {p['staged']:.0f} | {p['monolithic']:.0f} | "
-                    f"{p['monolithic_seq']:.0f} | " if "monolithic_seq" in p else
-                    f"| {mask_label(m, case.names)} | {p['staged']:.0f} | {p['monolithic']:.0f} | – | ")
-                lines[-1] += (f"{p['fused']:.0f} | {p['eager']:.0f} | {row['limit']:.0f} | {fmt(row['mono'])} | "
-                              f"{fmt(row['lim'])} | {fmt(row['eager'])} | {fmt(row['fused'])} | "
-                              f"{100 * row['dispatch']:.0f} |")
+                us = lambda v: f"{p[v]:.0f}" if v in p else "–"  # noqa: E731
+                lines.append(f"| {mask_label(m, case.names)} | {us('staged')} | {us('runtime_fused')} | "
+                             f"{row['deployed']:.0f} | {us('monolithic')} | {us('monolithic_seq')} | {us('fused')} | "
+                             f"{us('eager')} | {row['limit']:.0f} | {fmt(row['mono'])} | {fmt(row['deployed_mono'])} | "
+                             f"{fmt(row['lim'])} | {fmt(row['eager'])} | {fmt(row['fused'])} | "
+                             f"{100 * row['dispatch']:.0f} |")
             lines.append("")
     lines += ["## Targets (issue 14)", ""]
     for case in cases:
@@ -210,9 +243,11 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
             rows = [table[(case.name, m, n)] for m in case.masks]
             worst = lambda k: max(r[k][0] for r in rows)  # noqa: E731
             won = sum(r["mono"][0] <= 1 for r in rows)
+            deployed_won = sum(r["deployed_mono"][0] <= 1 for r in rows)
             lines.append(f"- {case.name} at {n} thread(s): staged ≤ monolithic on {won}/{len(rows)} masks (worst "
-                         f"{worst('mono'):.2f}×); staged/limit worst {worst('lim'):.2f}× (target 1.25); staged/eager "
-                         f"worst {worst('eager'):.2f}× (target 0.5); dispatch worst "
+                         f"{worst('mono'):.2f}×), deployed on {deployed_won}/{len(rows)} (worst "
+                         f"{worst('deployed_mono'):.2f}×); staged/limit worst {worst('lim'):.2f}× (target 1.25); "
+                         f"deployed/eager worst {worst('deployed_eager'):.2f}× (target 0.5); dispatch worst "
                          f"{100 * max(r['dispatch'] for r in rows):.0f}% (target 25% on the realistic config)")
     lines.append("")
     return "\n".join(lines)
@@ -227,6 +262,7 @@ def plot(table: dict, cases: list[Case], budgets: list[int], path: Path) -> None
     fig, axes = plt.subplots(len(cases), len(budgets), figsize=(6.5 * len(budgets), 4.2 * len(cases)),
                              squeeze=False, sharey=True)
     series = (("mono", "staged / monolithic (same threads)", "tab:blue"),
+              ("deployed_mono", "deployed (staged or fused) / monolithic", "tab:purple"),
               ("lim", "staged / limit (Σ stages alone)", "tab:orange"),
               ("eager", "staged / PyTorch eager", "tab:green"))
     for row, case in zip(axes, cases):
@@ -234,7 +270,7 @@ def plot(table: dict, cases: list[Case], budgets: list[int], path: Path) -> None
         x = np.arange(len(masks))
         for ax, n in zip(row, budgets):
             for j, (key, label, color) in enumerate(series):
-                ax.bar(x + (j - 1) * 0.27, [table[(case.name, m, n)][key][0] for m in masks], 0.27,
+                ax.bar(x + (j - 1.5) * 0.2, [table[(case.name, m, n)][key][0] for m in masks], 0.2,
                        label=label, color=color)
             ax.axhline(1.0, color="black", lw=1)
             ax.set_yscale("log")
@@ -242,11 +278,11 @@ def plot(table: dict, cases: list[Case], budgets: list[int], path: Path) -> None
             ax.set_title(f"{case.name}, fp32, {n} thread{'s' if n > 1 else ''}", fontsize=10)
             ax.grid(axis="y", which="both", alpha=0.3)
         row[0].set_ylabel("ratio (below 1: staged faster)")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=9,
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=9,
                bbox_to_anchor=(0.5, 0.95))
     fig.suptitle(f"Staged runtime vs same-budget baselines, batch 1, ONNX Runtime CPU — {cpu_model()}, "
                  f"{os.cpu_count()} shared cores", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=72)
     plt.close(fig)
 

@@ -42,11 +42,11 @@ class OrtBackend:
                     outputs: tuple[TensorSpec, ...], max_dims: Mapping[str, int], target: TargetProfile,
                     out: Path) -> dict[str, Any]:
         shutil.copyfile(source, out)
-        engine = OrtEngine(stage, out, inputs, outputs, max_dims, target.onnxruntime)
+        engine = OrtEngine(stage, out, inputs, outputs, max_dims, target.onnxruntime.for_stage(stage))
         engine.warmup()
         return provider_report(target.onnxruntime.providers, engine.providers)
 
     def load_stage(self, stage: str, path: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                    max_dims: Mapping[str, int], target: TargetProfile) -> Engine:
-        options = target.onnxruntime
+        options = target.onnxruntime.for_stage(stage)
         return OrtEngine(stage, path, inputs, outputs, max_dims, options, shared_lanes(options.threads))

@@ -7,13 +7,12 @@ CUDA-graph capable), and which network/builder flags a precision needs on each T
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.errors import ConfigError
-from edgemoe.engines.target import TrtOptions
+from edgemoe.engines.target import TrtOptions, stage_matches
 
 Shape = tuple[int, ...]
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -35,20 +34,15 @@ class ShapeRange:
         return self.min == self.max
 
 
-def matches(stage: str, patterns: Sequence[str]) -> bool:
-    """Shell-pattern match of a stage name (``encoder*``), literal brackets allowed."""
-    return any(stage == p or fnmatch.fnmatchcase(stage, p) for p in patterns)
-
-
 def is_static(stage: str, options: TrtOptions) -> bool:
-    return matches(stage, options.static_stages)
+    return stage_matches(stage, options.static_stages)
 
 
 def on_dla(stage: str, options: TrtOptions, precision: str = "fp16") -> bool:
     """DLA takes only static fp16/int8 stages; ``dla_stages`` narrows which (default: every static one)."""
     if options.dla_core is None or not is_static(stage, options) or precision == "fp32":
         return False
-    return not options.dla_stages or matches(stage, options.dla_stages)
+    return not options.dla_stages or stage_matches(stage, options.dla_stages)
 
 
 def dla_skipped(stage: str, options: TrtOptions, precision: str) -> str | None:
