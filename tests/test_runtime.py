@@ -127,6 +127,35 @@ def test_a_thread_budget_of_two_gives_the_sequential_answer_on_every_mask(
             np.testing.assert_array_equal(one.probs, two.probs)
 
 
+def test_stage_intra_op_threads_match_stage_names_first_pattern_wins() -> None:
+    options = OrtOptions(stage_intra_op_threads={"encoder[[]camera]": 2, "encoder*": 3})
+    assert options.for_stage("encoder[camera]").intra_op_threads == 2
+    assert options.for_stage("encoder[scan]").intra_op_threads == 3
+    assert options.for_stage("gate").intra_op_threads == 1
+    with pytest.raises(ValueError, match="stage_intra_op_threads"):
+        OrtOptions(stage_intra_op_threads={"encoder*": 0})
+
+
+def test_a_stage_given_two_intra_op_threads_gets_them_and_answers_alike(
+        tmp_path: Path, bundle_dir: Path, runtime: Runtime, dataset: dict[str, Split]) -> None:
+    """The option reaches the real ONNX Runtime session of the matching stage only, through the
+    target recorded in the engine manifest, and changes no answer beyond float reassociation."""
+    from edgemoe.engines.build import build_engines
+    from edgemoe.engines.target import load_target
+
+    camera = f"encoder[{runtime.sensor_names[0]}]"
+    target = load_target("cpu").model_copy(
+        update={"onnxruntime": OrtOptions(stage_intra_op_threads={camera.replace("[", "[[]", 1): 2})})
+    build_engines(bundle_dir, target, tmp_path / "engines", fuse=[])
+    loaded = Runtime.load(tmp_path / "engines")
+    threads = {stage: engine.session.get_session_options().intra_op_num_threads
+               for stage, engine in loaded.bundle.engines.items()}
+    assert threads[camera] == 2 and {t for s, t in threads.items() if s != camera} == {1}
+    frames = {i: np.ascontiguousarray(dataset["test"].frames[n][:1]) for i, n in enumerate(runtime.sensor_names)}
+    for mask in all_masks(len(runtime.sensor_names)):
+        np.testing.assert_allclose(loaded.run(mask, frames).probs, runtime.run(mask, frames).probs, atol=1e-5)
+
+
 def test_lanes_run_launched_jobs_at_once_and_hand_back_errors() -> None:
     """Two jobs that each wait for the other can only finish if they run at the same time."""
     lanes = Lanes(2)
