@@ -184,11 +184,12 @@ budget_engines() {  # BUNDLE OUT_PREFIX [BUDGET-2 TARGET]: engines at thread bud
   done
 }
 # The realistic model spends most of a frame in its camera encoder, whose convolutions and projection
-# run ~1.8x faster on two intra-op threads: at budget 2 it runs one lane with that stage at 2 threads
-# (two lanes of single-thread sessions leave the camera on one core; docs/profiling.md).
+# run ~1.8x faster on two intra-op threads: at budget 2 it runs one lane with that stage, and each
+# fused engine (the whole forward of its mask), at 2 threads (two lanes of single-thread sessions
+# leave the camera on one core; docs/profiling.md).
 camera_two_threads() {
   cp engines/cpu.yaml "$WORK/cpu_camera2.yaml"
-  printf '  stage_intra_op_threads:\n    "encoder[[]camera]": 2\n' >> "$WORK/cpu_camera2.yaml"
+  printf '  stage_intra_op_threads:\n    "encoder[[]camera]": 2\n    "fused*": 2\n' >> "$WORK/cpu_camera2.yaml"
   echo "$WORK/cpu_camera2.yaml"
 }
 if wanted budget_race || wanted paced_vs_tight; then
