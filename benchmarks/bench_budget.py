@@ -201,13 +201,17 @@ def summarise(res: dict, cases: list[Case], budgets: list[int]) -> dict:
 def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: argparse.Namespace) -> str:
     load = res["load"]
     lines = [
-        "# Thread-budget race: staged runtime vs one monolithic session at the same budget (batch 1, fp32)", "",
+        "# Thread-budget race: the runtime (staged, and as deployed) vs one monolithic session at the same "
+        "budget (batch 1, fp32)", "",
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_budget.py {' '.join(sys.argv[1:])}`", "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other jobs: 1-min load average "
         f"{load[0][0]:.1f} at start, {max(x[0] for x in load):.1f} at worst, {load[-1][0]:.1f} at the end "
         "(so absolute µs are inflated and noisy; read the ratios).", "",
-        "Budget N: staged = the engine bundle built with `onnxruntime.threads: N` (N lanes, each stage session "
-        "one intra-op thread, the trusted door `Runtime.run(mask, frames_by_index)`); monolithic = the whole "
+        "Budget N: staged = the engine bundle's staged plan through the trusted door `Runtime.run(mask, "
+        "frames_by_index)`, the bundle using at most N threads at once (each section names its lanes and "
+        "intra-op threads); runtime fused = the same door on the same bundle with its fused engines, one per "
+        "mask; deployed = per round the faster of the two (what `edgemoe profile`'s fused choice builds when "
+        "its memory budget admits every mask a fused engine speeds up); monolithic = the whole "
         "model as one ORT session fed zeros for missing sensors, intra-op N and inter-op N (ORT_PARALLEL) — "
         "and at N > 1 also sequential at intra-op N, each round keeping the faster; fused = the mask's whole "
         "forward as one session, sequential at intra-op N; eager = PyTorch at `torch.set_num_threads(N)`. "
