@@ -125,8 +125,14 @@ def write_sharded(out: Path, samples: int, shard_size: int) -> int:
             n = min(len(block), samples - start)
             writer.add("train", block if n == len(block) else block.subset(np.arange(n)))
         writer.add("val", block.subset(np.arange(512)))
+    return evict(out)
+
+
+def evict(folder: Path) -> int:
+    """Flush every shard and drop it from the page cache, so the next read starts from disk (also
+    before a re-run reads shards an earlier run left cached). Returns bytes on disk."""
     total = 0
-    for path in out.rglob("*.npy"):
+    for path in folder.rglob("*.npy"):
         with open(path, "rb+") as fh:
             os.fsync(fh.fileno())
             os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
@@ -241,6 +247,7 @@ def main() -> int:
             started = time.perf_counter()
             size = write_sharded(folder, n, args.shard_size)
             print(f"wrote {folder}: {size / GIB:.2f} GiB in {time.perf_counter() - started:.0f} s", flush=True)
+        evict(folder)
         r = _child("_read", str(folder), "2", "256", str(args.max_seconds))
         sharded[gib] = r
         lines.append(f"| sharded | {gib:.2f} GiB ({gib / args.budget_gib:.1f}x budget) | {r['of']} | "
