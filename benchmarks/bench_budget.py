@@ -6,8 +6,8 @@ summed: what a dispatch-free serial runtime would take).
 
 Budget N means: the staged runtime's bundle uses at most N threads at once (``onnxruntime.threads``
 lanes times the most intra-op threads any stage session has: N lanes of single-thread sessions, or
-one lane whose heavy stages get N intra-op threads through ``stage_intra_op_threads``); the monolithic and fused sessions get ``intra_op_threads = N``
-and ``inter_op_threads = N`` (ORT_PARALLEL above 1); and since ORT's parallel executor can lose to its
+one lane whose heavy stages get N intra-op threads through ``stage_intra_op_threads``); the
+monolithic and fused sessions get ``intra_op_threads = N`` and ``inter_op_threads = N`` (ORT_PARALLEL above 1); and since ORT's parallel executor can lose to its
 sequential one, "monolithic" is also run sequentially at intra-op N and each round keeps the faster
 of the two (the best a single session does with N threads). Eager runs at ``torch.set_num_threads(N)``.
 
@@ -70,11 +70,12 @@ class Case:
         self.names = self.model.config.sensor_names
         for n in budgets:
             bundle = load_engine_bundle(Path(engines.format(threads=n)))
-            used = threads_used(bundle.manifest.target, bundle.manifest.layout.stage_names())
+            options = OrtOptions.model_validate(bundle.manifest.target["onnxruntime"])
+            used = threads_used(options, bundle.manifest.layout.stage_names())
             if used > n:
                 raise SystemExit(f"{bundle.path}: uses up to {used} threads at once, over the budget {n}")
             self.runtimes[n] = Runtime(dataclasses.replace(bundle, fused={}))
-            self.setup[n] = describe_threads(bundle.manifest.target, len(bundle.fused))
+            self.setup[n] = describe_threads(options, len(bundle.fused))
             if bundle.fused:
                 self.fused_runtimes[n] = Runtime(bundle)
         rng = np.random.default_rng(0)
@@ -112,18 +113,19 @@ class Case:
                     ref = staged
                 assert np.array_equal(staged, ref), f"{self.name} mask {m}: budget {n} changes the output"
                 for v, (inputs, call) in calls.items():
-                    out = call(inputs[0]).probs if v in ("staged", "runtime_fused") else np.asarray(call(inputs[0]))[0]
+                    got = call(inputs[0])
+                    out = got.probs if v in ("staged", "runtime_fused") else np.asarray(got)[0]
                     assert np.abs(out - ref).max() < 1e-4, f"{self.name} mask {m}: {v} at {n} threads differs"
 
 
-def threads_used(target: dict, stages: list[str]) -> int:
-    """The most threads a bundle's runtime runs at once: lanes times its largest stage session."""
-    options = OrtOptions.model_validate(target["onnxruntime"])
-    return options.threads * max(max(options.for_stage(stage).intra_op_threads, 1) for stage in stages)
+def threads_used(options: OrtOptions, stages: list[str]) -> int:
+    """The most threads a bundle's runtime runs at once: lanes times its largest stage session
+    (intra-op 0 is ONNX Runtime's default, one thread per core)."""
+    intra = [options.for_stage(stage).intra_op_threads or os.cpu_count() or 1 for stage in stages]
+    return options.threads * max(intra)
 
 
-def describe_threads(target: dict, fused: int) -> str:
-    options = OrtOptions.model_validate(target["onnxruntime"])
+def describe_threads(options: OrtOptions, fused: int) -> str:
     text = f"{options.threads} lane(s), intra-op {options.intra_op_threads}"
     if options.stage_intra_op_threads:
         text += " except " + ", ".join(f"`{p}` at {t}" for p, t in options.stage_intra_op_threads.items())
@@ -196,8 +198,7 @@ def summarise(res: dict, cases: list[Case], budgets: list[int]) -> dict:
                     "dispatch": float(np.median(res["dispatch"][(case.name, m)])),
                     "mono": ratio(staged, mono), "lim": ratio(staged, lim),
                     "deployed": float(np.median(res["samples"][(*key, path)])) * 1e6, "path": path,
-                    "deployed_mono": ratio(deployed, mono),
-                    "deployed_lim": ratio(deployed, lim), "deployed_eager": ratio(deployed, pr[(*key, "eager")]),
+                    "deployed_mono": ratio(deployed, mono), "deployed_eager": ratio(deployed, pr[(*key, "eager")]),
                     "eager": ratio(staged, pr[(*key, "eager")]), "fused": ratio(staged, pr[(*key, "fused")]),
                 }
     return out
@@ -206,8 +207,8 @@ def summarise(res: dict, cases: list[Case], budgets: list[int]) -> dict:
 def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: argparse.Namespace) -> str:
     load = res["load"]
     lines = [
-        "# Thread-budget race: the runtime (staged, and as deployed) vs one monolithic session at the same "
-        "budget (batch 1, fp32)", "",
+        ("# Thread-budget race: the runtime (staged, and as deployed) vs one monolithic session at the same "
+         "budget (batch 1, fp32)"), "",
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_budget.py {' '.join(sys.argv[1:])}`", "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other jobs: 1-min load average "
         f"{load[0][0]:.1f} at start, {max(x[0] for x in load):.1f} at worst, {load[-1][0]:.1f} at the end "
@@ -215,8 +216,8 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
         "Budget N: staged = the engine bundle's staged plan through the trusted door `Runtime.run(mask, "
         "frames_by_index)`, the bundle using at most N threads at once (each section names its lanes and "
         "intra-op threads); runtime fused = the same door on the same bundle with its fused engines, one per "
-        "mask; deployed = per mask the one of the two with the lower p50 over all rounds, marked F where that is the fused engine (what `edgemoe profile`'s fused choice builds when "
-        "its memory budget admits every mask a fused engine speeds up); monolithic = the whole "
+        "mask; deployed = per mask the one of the two with the lower p50 over all rounds, marked F where "
+        "that is the fused engine (what `edgemoe profile`'s fused choice builds when its memory budget admits every mask a fused engine speeds up); monolithic = the whole "
         "model as one ORT session fed zeros for missing sensors, intra-op N and inter-op N (ORT_PARALLEL) — "
         "and at N > 1 also sequential at intra-op N, each round keeping the faster; fused = the mask's whole "
         "forward as one session, sequential at intra-op N; eager = PyTorch at `torch.set_num_threads(N)`. "
@@ -239,10 +240,10 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
                 row = table[(case.name, m, n)]
                 p = row["p50"]
                 fmt = lambda r: f"{r[0]:.2f} [{r[1]:.2f}–{r[2]:.2f}]"  # noqa: E731
-                us = lambda v: f"{p[v]:.0f}" if v in p else "–"  # noqa: E731
-                lines.append(f"| {mask_label(m, case.names)} | {us('staged')} | {us('runtime_fused')} | "
-                             f"{row['deployed']:.0f}{' F' if row['path'] == 'runtime_fused' else ''} | {us('monolithic')} | {us('monolithic_seq')} | {us('fused')} | "
-                             f"{us('eager')} | {row['limit']:.0f} | {fmt(row['mono'])} | {fmt(row['deployed_mono'])} | "
+                us = [f"{p[v]:.0f}" if v in p else "–" for v in VARIANTS]
+                deployed = f"{row['deployed']:.0f}{' F' if row['path'] == 'runtime_fused' else ''}"
+                lines.append(f"| {mask_label(m, case.names)} | {' | '.join([*us[:2], deployed, *us[2:]])} | "
+                             f"{row['limit']:.0f} | {fmt(row['mono'])} | {fmt(row['deployed_mono'])} | "
                              f"{fmt(row['lim'])} | {fmt(row['eager'])} | {fmt(row['fused'])} | "
                              f"{100 * row['dispatch']:.0f} |")
             lines.append("")

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgemoe.core.bundle import read_engine_manifest  # noqa: E402
-from edgemoe.daemon.client import FrameSender, send_at_rates  # noqa: E402
 from edgemoe.core.mask import full_mask  # noqa: E402
+from edgemoe.daemon.client import FrameSender, send_at_rates  # noqa: E402
 from edgemoe.profile.timing import back_to_back  # noqa: E402
 from edgemoe.runtime.runtime import Runtime  # noqa: E402
 

@@ -190,10 +190,11 @@ def bars_section(suite: SuiteResult) -> list[str]:
     """Per regime that ranks methods: the best single model against zero-fill smoe and the bars
     (gain >= GAIN_BAR, headroom closed >= CLOSED_BAR), with the few-sensor masks apart."""
     lines = ["## Against the bars", "",
-             f"Best single-model method per regime that ranks methods, against zero-fill `{BASELINE}` "
-             f"(mean over masks and seeds). Bars: +{100 * GAIN_BAR:.0f} pts and {100 * CLOSED_BAR:.0f}% of the "
-             "headroom closed. `+fusion`: the cross-sensor attention stage; `+uniform`: every sensor "
-             "combination trained equally often; `permask`: one dedicated model per mask (the upper reference).", "",
+             (f"Best single-model method per regime that ranks methods, against zero-fill `{BASELINE}` "
+              f"(mean over masks and seeds). Bars: +{100 * GAIN_BAR:.0f} pts and {100 * CLOSED_BAR:.0f}% of "
+              "the headroom closed. `+fusion`: the cross-sensor attention stage; `+uniform`: every sensor "
+              "combination trained equally often; `permask`: one dedicated model per mask (the upper "
+              "reference)."), "",
              *_header(["regime (headroom)", "best method", f"gain over {BASELINE}", "headroom closed",
                        f"1 sensor (best vs {BASELINE})", f"2 sensors (best vs {BASELINE})", "met"])]
     ranked = [r for r in suite.regimes if r.ranks_methods]
@@ -203,10 +204,11 @@ def bars_section(suite: SuiteResult) -> list[str]:
             continue
         gain = mean_over_masks(r.bench, best) - mean_over_masks(r.bench, BASELINE)
         closed = headroom_closed(r.bench, best)
-        few = [f"{_pct(mean_over_masks(r.bench, best, k))} vs {_pct(mean_over_masks(r.bench, BASELINE, k))}" for k in (1, 2)]
+        few = [f"{_pct(mean_over_masks(r.bench, best, k))} vs {_pct(mean_over_masks(r.bench, BASELINE, k))}"
+               for k in (1, 2)]
         met = "yes" if gain >= GAIN_BAR and closed >= CLOSED_BAR else "no"
-        lines.append(_row([f"{r.regime.name} ({_pct(r.headroom)})", best, f"{100 * gain:+.1f}", f"{100 * closed:.0f}%",
-                           *few, met]))
+        lines.append(_row([f"{r.regime.name} ({_pct(r.headroom)})", best, f"{100 * gain:+.1f}",
+                           f"{100 * closed:.0f}%", *few, met]))
     if not ranked:
         lines.append(_row(["no regime ranks methods", *["–"] * 6]))
     return lines

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     note = "\n\n".join(x for x in (f"Command: `{args.command}`", args.note) if x)
     if args.regimes:
-        title = lambda suite: f"Accuracy suite '{suite.name}': {', '.join(r.regime.name for r in suite.regimes)} (model config {config.name})"  # noqa: E731
+        title = lambda suite: (f"Accuracy suite '{suite.name}': "  # noqa: E731
+                               f"{', '.join(r.regime.name for r in suite.regimes)} (model config {config.name})")
         stem = lambda suite: args.name or f"suite_{suite.name}"  # noqa: E731
         if args.quick:
             suite = run_quick(config, settings)
