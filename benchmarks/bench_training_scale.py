@@ -247,7 +247,8 @@ def main() -> int:
             started = time.perf_counter()
             size = write_sharded(folder, n, args.shard_size)
             print(f"wrote {folder}: {size / GIB:.2f} GiB in {time.perf_counter() - started:.0f} s", flush=True)
-        evict(folder)
+        else:  # shards of an earlier run, perhaps still cached (write_sharded evicts what it writes)
+            evict(folder)
         r = _child("_read", str(folder), "2", "256", str(args.max_seconds))
         sharded[gib] = r
         lines.append(f"| sharded | {gib:.2f} GiB ({gib / args.budget_gib:.1f}x budget) | {r['of']} | "
