@@ -233,6 +233,7 @@ def _gather(result: BenchResult, done: dict[BenchTask, TaskResult], settings: Be
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fusion": ("model", {"fusion": "attention"}),  # cross-sensor fusion stage
     "fusion2": ("model", {"fusion": "attention", "fusion_layers": 2}),  # two attention blocks
+    "nomessages": ("model", {"fusion_messages": False}),  # the fusion stage without sensor messages
     "uniform": ("training", {"mask_sampling": "uniform"}),  # every combination trained equally
 }
 

@@ -75,6 +75,9 @@ class ModelSpec(StrictModel):
     fusion: Literal["none", "attention"] = "none"
     fusion_heads: int = Field(4, ge=1)
     fusion_layers: int = Field(1, ge=1)
+    # With fusion: first a linear message per (receiver, sender) pair of sensors, averaged over the
+    # present senders, which can cancel a disturbance every sensor feels through its own loading.
+    fusion_messages: bool = True
 
     @model_validator(mode="after")
     def _k_fits(self) -> ModelSpec:

@@ -1,21 +1,57 @@
-"""Cross-sensor fusion: masked self-attention over the present sensors' tokens.
+"""Cross-sensor fusion: pairwise sensor messages, then masked self-attention over the tokens.
 
 Per-sensor encoders, per-token experts and a mean pool never let sensors inform each other, so
 the best use of one sensor could not depend on which others are present (a disturbance that hits
-every sensor differently can only be cancelled by combining them). One attention layer over the
-tokens that count fixes that. Each encoder already adds a learned per-sensor token embedding, so
-the layer knows which sensor a token came from.
+every sensor differently can only be cancelled by combining them). The fusion stage fixes that:
+
+- :class:`SensorMessages` (``model.fusion_messages``) adds to each present sensor's tokens the
+  mean, over the *other* present sensors, of a linear message specific to the (receiver, sender)
+  pair. If sensor ``r`` feels a disturbance ``A_r z`` and each message ``W[r, s]`` learns to
+  estimate ``-A_r z`` from sender ``s`` alone, the mean over senders cancels it exactly for every
+  combination of senders — one set of weights serves all masks. Attention cannot express this:
+  its value map belongs to the sender and is shared by every receiver.
+- :class:`AttentionBlock` layers then mix the tokens freely; each encoder adds a learned
+  per-sensor token embedding, so a layer knows which sensor a token came from.
 
 The exported ``fusion`` stage takes the tokens of one mask ``[batch, sequence, D]`` (for the drop
-filler only the present sensors' tokens exist, so their count varies with the mask) and needs no
-mask input: attention over exactly the given tokens equals the training forward's attention
-with absent keys masked out.
+filler only the present sensors' tokens exist, so their count varies with the mask) and, with
+messages, ``token_sensors`` ``[sequence, M]``: which sensor each token belongs to, one-hot, a
+constant of the mask that the runtime compiles at load. No mask input is needed: attention over
+exactly the given tokens equals the training forward's attention with absent keys masked out,
+and a sensor without tokens sends no message.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class SensorMessages(nn.Module):
+    """``LN(x_r + mean over present s != r of W[r, s] @ mean_token(s))`` for every present sensor r."""
+
+    def __init__(self, num_sensors: int, tokens_per_sensor: int, dim: int) -> None:
+        super().__init__()
+        m = num_sensors
+        self.num_sensors, self.tokens_per_sensor, self.dim = m, tokens_per_sensor, dim
+        self.weight = nn.Parameter(torch.randn(m, m, dim, dim) * (0.5 / dim**0.5))  # [receiver, sender, out, in]
+        self.norm = nn.LayerNorm(dim)
+        # the training layout: every sensor's tokens in sensor order (a mask only zeroes them)
+        self.register_buffer("all_sensors", torch.eye(m).repeat_interleave(tokens_per_sensor, 0), persistent=False)
+        self.register_buffer("others", 1.0 - torch.eye(m), persistent=False)
+
+    def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """``tokens`` [B, T, D], ``token_sensors`` [T, M] one-hot, ``present`` [B or 1, M] (1/0)."""
+        b, m, d = tokens.shape[0], self.num_sensors, self.dim
+        pooled = torch.matmul(token_sensors.transpose(0, 1), tokens) * (present.unsqueeze(-1) / self.tokens_per_sensor)
+        pairs = (self.weight * self.others[:, :, None, None]).permute(0, 2, 1, 3).reshape(m * d, m * d)
+        messages = (pooled.reshape(b, m * d) @ pairs.transpose(0, 1)).reshape(b, m, d)
+        senders = (present.sum(-1, keepdim=True) - present).clamp(min=1.0)  # other present sensors
+        return self.norm(tokens + torch.matmul(token_sensors, messages / senders.unsqueeze(-1)))
+
+    def present_in(self, token_mask: torch.Tensor) -> torch.Tensor:
+        """Per-sample sensor presence [B, M] from the training forward's token mask [B, M*S]."""
+        return (token_mask.to(self.all_sensors.dtype) @ self.all_sensors) / self.tokens_per_sensor
 
 
 class AttentionBlock(nn.Module):
@@ -46,13 +82,47 @@ class AttentionBlock(nn.Module):
 
 
 class TokenFusion(nn.Module):
-    """``layers`` attention blocks: the exported ``fusion`` stage."""
+    """Sensor messages (optional), then ``layers`` attention blocks.
 
-    def __init__(self, dim: int, heads: int, hidden: int, layers: int = 1) -> None:
+    ``forward(tokens, token_mask)`` is the training form over every sensor's token slots;
+    :meth:`stage` is the exported form over one mask's tokens."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, layers: int = 1,
+                 messages: SensorMessages | None = None) -> None:
         super().__init__()
+        self.messages = messages
         self.blocks = nn.ModuleList(AttentionBlock(dim, heads, hidden) for _ in range(layers))
 
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.messages is not None:
+            if token_mask is None:
+                raise ValueError("sensor messages need the token mask; the exported form is TokenFusion.stage()")
+            present = self.messages.present_in(token_mask)
+            tokens = self.messages(tokens, self.messages.all_sensors, present) * token_mask.unsqueeze(-1)
+        return self._attend(tokens, token_mask)
+
+    def _attend(self, tokens: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
             tokens = block(tokens, token_mask)
         return tokens
+
+    def stage(self) -> nn.Module:
+        """The exported ``fusion`` stage: ``(tokens)`` or, with messages, ``(tokens, token_sensors)``."""
+        return _FusionStage(self) if self.messages is not None else _AttentionStage(self)
+
+
+class _AttentionStage(nn.Module):
+    def __init__(self, fusion: TokenFusion) -> None:
+        super().__init__()
+        self.fusion = fusion
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fusion._attend(tokens, None)
+
+
+class _FusionStage(_AttentionStage):
+    def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        messages = self.fusion.messages
+        assert messages is not None
+        present = (token_sensors.sum(0, keepdim=True) > 0).to(tokens.dtype)  # [1, M]: sensors with tokens
+        return self.fusion._attend(messages(tokens, token_sensors, present), None)

@@ -24,7 +24,7 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.model.encoders import SensorEncoder
 from edgemoe.model.experts import Combined, ExpertBank
 from edgemoe.model.fillers import DropFiller
-from edgemoe.model.fusion import TokenFusion
+from edgemoe.model.fusion import SensorMessages, TokenFusion
 from edgemoe.model.routing import Router, Routing, masked_mean
 
 
@@ -100,12 +100,18 @@ class MoEModel(nn.Module):
             {s.name: SensorEncoder(s, spec.tokens_per_sensor, spec.dim) for s in config.sensors}
         )
         self.filler = filler
-        self.fusion = (TokenFusion(spec.dim, spec.fusion_heads, spec.expert_hidden, spec.fusion_layers)
-                       if spec.fusion == "attention" else None)
+        self.fusion = self._fusion(config) if spec.fusion == "attention" else None
         self.router = router
         self.experts = experts
         self.head = Head(spec.dim, config.num_classes)
         self.objectives = nn.ModuleDict(dict(objectives or {}))
+
+    @staticmethod
+    def _fusion(config: ModelConfig) -> TokenFusion:
+        spec = config.model
+        messages = (SensorMessages(config.num_sensors, spec.tokens_per_sensor, spec.dim)
+                    if spec.fusion_messages else None)
+        return TokenFusion(spec.dim, spec.fusion_heads, spec.expert_hidden, spec.fusion_layers, messages)
 
     # -- forward -------------------------------------------------------------------------------
     def encode(self, frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -166,6 +172,7 @@ class MoEModel(nn.Module):
             dim=spec.dim, num_experts=len(self.experts), top_k=self.router.top_k,
             num_classes=self.config.num_classes, filler=self.filler.kind, mixing=self.experts.mixing,
             route_by=self.router.route_by, fusion=self.fusion is not None,
+            fusion_messages=self.fusion is not None and self.fusion.messages is not None,
         )
 
     def stage_modules(self) -> dict[str, StageModule]:
@@ -174,7 +181,7 @@ class MoEModel(nn.Module):
         modules: dict[str, nn.Module] = {encoder_stage(name): self.encoders[name] for name in self.config.sensor_names}
         modules.update({imputer_stage(name): stage for name, stage in self.filler.stage_modules(self.encoders).items()})
         if self.fusion is not None:
-            modules[FUSION] = self.fusion
+            modules[FUSION] = self.fusion.stage()
         modules[GATE] = self.router.score
         modules.update({expert_stage(e): expert for e, expert in enumerate(self.experts.experts)})
         modules[HEAD] = HeadProbs(self.head)

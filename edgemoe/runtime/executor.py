@@ -33,7 +33,8 @@ from edgemoe.core.errors import EngineError
 from edgemoe.core.mask import Mask, absent, all_masks, full_mask
 from edgemoe.core.plan import Plan, all_plans
 from edgemoe.core.stages import (
-    CONFIDENCE, CONTEXT, DELTA, FRAME, FUSION, GATE, HEAD, MIXED, POOLED, PROBS, SCORES, TOKENS, StageLayout,
+    CONFIDENCE, CONTEXT, DELTA, FRAME, FUSION, GATE, HEAD, MIXED, POOLED, PROBS, SCORES, TOKEN_SENSORS, TOKENS,
+    StageLayout,
     encoder_stage, expert_stage, fused_stage, imputer_stage,
 )
 
@@ -69,6 +70,7 @@ class Program:
     imputers: tuple[tuple[str, Engine, int, int], ...]  # (stage, engine, first, end)
     context: tuple[tuple[int, int], ...]  # token ranges of present sensors, the imputers' context
     fusion: Engine | None  # cross-sensor fusion over the sample's tokens, when the model has it
+    token_sensors: np.ndarray | None  # the fusion's sensor of each token, one-hot [T, M] (messages)
     gate: Engine
     experts: tuple[tuple[str, Engine], ...]
     head: Engine
@@ -180,9 +182,17 @@ class PlanExecutor:
                  *((FUSION,) if layout.fusion else ()), GATE)
         return Program(
             plan.present[0], encoders, constants, imputers, tuple((first[i], first[i] + s) for i in plan.present),
-            fusion, e[GATE], experts, e[HEAD], len(plan.token_sensors) * s, front,
+            fusion, self._token_sensors(plan), e[GATE], experts, e[HEAD], len(plan.token_sensors) * s, front,
             None if fused is None else self._fused(plan, fused),
         )
+
+    def _token_sensors(self, plan: Plan) -> np.ndarray | None:
+        """The fusion stage's ``token_sensors`` input for this mask: row t is one-hot on the
+        sensor whose tokens fill slot t (present or filled), in the sequence's order."""
+        if not self.layout.fusion_messages:
+            return None
+        onehot = np.eye(self.layout.num_sensors, dtype=np.float32)[list(plan.token_sensors)]
+        return np.repeat(onehot, self.layout.tokens_per_sensor, axis=0)
 
     def _fused(self, plan: Plan, engine: Engine) -> Fused:
         shapes = {spec.name: tuple(int(x) for x in spec.shape) for spec in engine.inputs}
@@ -218,6 +228,8 @@ class PlanExecutor:
             self._impute(engine, tokens, program.context, lo, hi)
         if program.fusion is not None:  # every token of the sample attends over the others
             np.copyto(program.fusion.input(TOKENS, tokens.shape), tokens)
+            if program.token_sensors is not None:
+                np.copyto(program.fusion.input(TOKEN_SENSORS, program.token_sensors.shape), program.token_sensors)
             program.fusion.launch()
             tokens[...] = program.fusion.wait()[MIXED]
 
