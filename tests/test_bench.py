@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgemoe.bench.accuracy import BenchSettings, run_benchmark
+from edgemoe.bench.accuracy import BenchSettings, _seeded, run_benchmark
 from edgemoe.cli import main
+from edgemoe.core.errors import ConfigError
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 
@@ -81,3 +82,13 @@ def test_data_of_another_schema_without_config_names_the_assumed_schema(
     assert rc == 2
     assert "sensor 'camera' expected shape" in err and "found shape [" in err and "3, 96, 96]" in err
     assert "no --config was given, so the built-in 'robot4' schema was assumed" in err
+
+
+def test_method_options_switch_their_part_or_rule_on_and_unknown_ones_are_named(config: ModelConfig) -> None:
+    settings = BenchSettings(epochs=2)
+    cfg = _seeded(config, "smoe+fusion+uniform+probes", seed=1, s=settings, threads=1)
+    assert (cfg.model.fusion, cfg.model.fusion_messages) == ("attention", True)
+    assert (cfg.training.mask_sampling, cfg.training.sensor_probe_weight, cfg.training.seed) == ("uniform", 1.0, 1)
+    assert _seeded(config, "smoe+fusion+nomessages", 0, settings, 1).model.fusion_messages is False
+    with pytest.raises(ConfigError, match="unknown option 'fusoin'"):
+        _seeded(config, "smoe+fusoin", 0, settings, 1)

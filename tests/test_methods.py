@@ -167,3 +167,27 @@ def test_confidence_model_has_no_load_balancing_term(config: ModelConfig, datase
     terms = model.loss_terms(out, torch.from_numpy(part.label))
     assert "load_balance" not in terms and set(terms) >= {"task", "confidence", "probe"}
     assert model.layout().mixing == "confidence" and model.layout().filler == "imputer"
+
+
+def test_sensor_probes_train_each_present_sensors_own_encoder(config: ModelConfig, dataset: dict[str, Split]) -> None:
+    """The probes' term is the sum over present sensors of each probe's cross-entropy, and its
+    gradient reaches only the encoders of sensors the samples show."""
+    cfg = short_config(config, "smoe", "softmax")
+    assert "sensor_probes" not in build_model(cfg).objectives  # off by default
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"sensor_probe_weight": 0.5})})
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    part = small(dataset["train"], 16)
+    mask = 0b1101  # scan absent
+    present = torch.from_numpy(masks_to_bits(np.full(16, mask), 4))
+    labels = torch.from_numpy(part.label)
+    out = model(to_tensors(part.frames), present)
+    term = model.loss_terms(out, labels)["sensor_probes"]
+    probes, s = model.objectives["sensor_probes"].probes, cfg.model.tokens_per_sensor
+    by_hand = sum(torch.nn.functional.cross_entropy(probes[i](out.trace.observed[:, i * s : (i + 1) * s].mean(1)), labels)
+                  for i in (0, 2, 3))
+    assert torch.allclose(term, 0.5 * by_hand)
+    term.backward()
+    grads = {name: enc.project.weight.grad for name, enc in model.encoders.items()}
+    assert grads["scan"] is None or float(grads["scan"].abs().sum()) == 0.0
+    assert all(float(grads[n].abs().sum()) > 0 for n in ("camera", "imu", "odom"))

@@ -235,6 +235,7 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fusion2": ("model", {"fusion": "attention", "fusion_layers": 2}),  # two attention blocks
     "nomessages": ("model", {"fusion_messages": False}),  # the fusion stage without sensor messages
     "uniform": ("training", {"mask_sampling": "uniform"}),  # every combination trained equally
+    "probes": ("training", {"sensor_probe_weight": 1.0}),  # a probe per sensor on its own tokens
 }
 
 

@@ -97,6 +97,10 @@ class TrainSpec(StrictModel):
     # How training samples are shown under sensor combinations (edgemoe/train/masks.py).
     mask_sampling: Literal["dropout", "uniform", "availability", "random_rate"] = "dropout"
     load_balance_weight: float = Field(0.01, ge=0)
+    # > 0: a linear probe per sensor on its own encoder tokens adds this weight times the sum of
+    # the probes' cross-entropies (edgemoe/model/objectives.py SensorProbes), so a sensor the
+    # others duplicate still learns what it alone can tell. Training only; off by default.
+    sensor_probe_weight: float = Field(0.0, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)
     # Epochs before this one skip validation and cannot be selected. Validating every mask costs

@@ -53,6 +53,32 @@ class LoadBalance(nn.Module):
         return {"load_balance": self.weight * load_balance(routing, valid)}
 
 
+class SensorProbes(nn.Module):
+    """A linear probe per sensor on the mean of that sensor's own encoder tokens; ``weight`` times
+    the sum over sensors of each probe's cross-entropy over the samples where it is present.
+
+    Why: a sensor whose evidence the others duplicate on most masks gets little gradient from
+    the task loss (its encoder stays lazy), yet it is all a model has on the masks where it is the
+    only source of that evidence. Each probe asks every encoder, on every sample that shows it, for
+    what a dedicated single-sensor model would learn. Training only: the probes are not exported."""
+
+    def __init__(self, num_sensors: int, tokens_per_sensor: int, dim: int, num_classes: int,
+                 weight: float) -> None:
+        super().__init__()
+        self.num_sensors, self.tokens_per_sensor, self.weight = num_sensors, tokens_per_sensor, weight
+        self.probes = nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(num_sensors))
+
+    def forward(self, model: MoEModel, output: ModelOutput, labels: torch.Tensor) -> Terms:
+        observed, present = output.trace.observed, output.trace.present.bool()
+        pooled = observed.reshape(observed.shape[0], self.num_sensors, self.tokens_per_sensor, -1).mean(2)
+        total = observed.new_zeros(())
+        for sensor, probe in enumerate(self.probes):
+            rows = present[:, sensor]
+            if rows.any():
+                total = total + F.cross_entropy(probe(pooled[rows, sensor]), labels[rows])
+        return {"sensor_probes": self.weight * total}
+
+
 class CombinationPull(nn.Module):
     """Flex-MoE: each sample's mean gate logits are pulled toward its combination's expert
     (``c mod N``) by a small cross-entropy."""

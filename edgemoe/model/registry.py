@@ -12,6 +12,8 @@ flexmoe    constant  token    softmax     load balancing + combination pull
 confsmoe   imputer   token    confidence  confidence regression, probe, gate regression
 mars       drop      sample   softmax     partial pass, residual router, distillation
 =========  ========  =======  ==========  ==============================================
+
+``training.sensor_probe_weight`` > 0 adds per-sensor probes (:class:`SensorProbes`) to any method.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.model.experts import ExpertBank, Mixing
 from edgemoe.model.fillers import BankFiller, DropFiller, ImputerFiller
 from edgemoe.model.moe import MoEModel
-from edgemoe.model.objectives import CombinationPull, ConfidenceRegression, LoadBalance
+from edgemoe.model.objectives import CombinationPull, ConfidenceRegression, LoadBalance, SensorProbes
 from edgemoe.model.residual import ResidualGuidance
 from edgemoe.model.routing import Router, sample_router, token_router
 
@@ -93,4 +95,9 @@ def build_model(config: ModelConfig) -> MoEModel:
             f"key 'model.method': unknown method '{config.model.method}' (known: {sorted(METHODS)}; "
             "per-mask dedicated models are trained by 'edgemoe bench', one smoe per mask)"
         ) from None
-    return recipe(config)
+    model = recipe(config)
+    if config.training.sensor_probe_weight > 0:
+        spec = config.model
+        model.objectives["sensor_probes"] = SensorProbes(config.num_sensors, spec.tokens_per_sensor, spec.dim,
+                                                         config.num_classes, config.training.sensor_probe_weight)
+    return model
