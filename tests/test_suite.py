@@ -118,6 +118,9 @@ def test_report_judges_the_best_method_against_the_bars_on_ranking_regimes_only(
     assert "| nuisance (10.0) | mars | +6.0 | 60% | 76.0 vs 70.0 | 76.0 vs 70.0 | yes |" in text
     assert "| robot4 (10.0) | mars | +5.0 | 50% | 75.0 vs 70.0 | 75.0 vs 70.0 | no |" in text
     assert "| units (" not in text  # headroom 1 pt: not judged
+    # one configuration for both ranking regimes: only mars ran on both (confsmoe not on robot4)
+    assert "One method for every regime (the best worst-case headroom closed): `mars` — nuisance +6.0 / 60%, " \
+           "robot4 +5.0 / 50%: not met on all of them." in text
 
 
 def test_quick_preset_fails_when_the_regime_saturates(config: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,6 +108,13 @@ def best_method(result: BenchResult) -> str | None:
     return max(candidates, key=lambda m: mean_over_masks(result, m), default=None)
 
 
+def best_overall(results: list[BenchResult]) -> str | None:
+    """The single-model method run on every given regime whose worst headroom closed over them is
+    highest: the one configuration a user would ship without knowing the regime."""
+    shared = set.intersection(*(set(r.masks) for r in results)) - {BASELINE, DEDICATED} if results else set()
+    return max(sorted(shared), key=lambda m: min(headroom_closed(r, m) for r in results), default=None)
+
+
 def run_suite(name: str, config: ModelConfig, settings: BenchSettings, scale: float = 1.0,
               data_seed: int = 0, log: Callable[[str], None] = print,
               on_regime: Callable[[SuiteResult], object] = lambda suite: None) -> SuiteResult:
