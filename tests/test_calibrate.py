@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -26,11 +27,15 @@ from edgemoe.cli import main
 from edgemoe.core.bundle import read_model_manifest, sha256_file
 from edgemoe.core.engine import run_engine
 from edgemoe.runtime.executor import top_k_indices
+from edgemoe.core.schema import ModelConfig
 from edgemoe.core.stages import expert_stage
 from edgemoe.data.dataset import load_dataset
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import load_target
+from edgemoe.export.bundle import write_bundle
+from edgemoe.model.registry import build_model
 from edgemoe.runtime.runtime import Runtime
+from edgemoe.train.checkpoint import load_checkpoint, save_checkpoint
 from edgemoe.train.evaluate import EvalTable, MaskScore
 
 SMALL = dict(samples_per_stage=128, min_samples=32, min_tokens_per_expert=64, draw_frames=256,
@@ -282,3 +287,28 @@ def test_mask_dependent_input_sizes_keep_the_most_frequent_shape() -> None:
                {"context": np.ones((1, 12, 4), np.float32)}, {}]
     kept = _subsample(records, limit=100, rng=np.random.default_rng(0))
     assert kept["context"].shape == (4, 12, 4)
+
+
+def test_a_fusion_model_with_sensor_messages_calibrates_and_builds_in_every_precision(
+        tiny_config: ModelConfig, dataset_dir: Path, recipe: CalibrationRecipe, tmp_path: Path) -> None:
+    """The fusion stage's ``token_sensors`` input is per sample, so the sets of several masks
+    stack; its graph survives the FP16 conversion; INT8 and FP16 answer like FP32."""
+    cfg = tiny_config.model_copy(update={"model": tiny_config.model.model_copy(update={"fusion": "attention"})})
+    torch.manual_seed(0)
+    save_checkpoint(build_model(cfg).eval(), tmp_path / "model.safetensors", {"best_epoch": 0})
+    write_bundle(load_checkpoint(tmp_path / "model.safetensors"), tmp_path / "bundle")
+    result = calibrate_bundle(tmp_path / "bundle", dataset_dir, recipe)
+    fusion_set = load_sets(tmp_path / "bundle" / result.manifest.calibration.sets.file)["fusion"]
+    assert fusion_set["token_sensors"].shape[:2] == fusion_set["tokens"].shape[:2]
+    split = load_dataset(dataset_dir, cfg, ("test",))["test"]
+    probs = {}
+    for precision in ("fp32", "int8", "fp16"):
+        target = load_target("cpu").model_copy(update={"precision": precision})
+        build_engines(tmp_path / "bundle", target, tmp_path / precision)
+        runtime = Runtime.load(tmp_path / precision)
+        probs[precision] = {mask: runtime.infer_batch({n: split.frames[n] for i, n in enumerate(cfg.sensor_names)
+                                                       if mask >> i & 1}, mask) for mask in (0b1111, 0b0110)}
+        runtime.close()
+    for precision in ("int8", "fp16"):
+        for mask, p in probs[precision].items():
+            assert np.abs(p - probs["fp32"][mask]).max() < 0.1, (precision, mask)

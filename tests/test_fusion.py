@@ -64,7 +64,7 @@ def test_exported_form_over_one_masks_tokens_equals_the_training_form(present: t
     mask = bits.repeat_interleave(S, dim=1)
     tokens = torch.randn(2, M * S, D) * mask.unsqueeze(-1)
     slots = [t for i in present for t in range(i * S, (i + 1) * S)]
-    token_sensors = torch.eye(M)[[i for i in present for _ in range(S)]]
+    token_sensors = torch.eye(M)[[i for i in present for _ in range(S)]].expand(2, -1, -1)  # [B, T, M]
     with torch.no_grad():
         training = fusion(tokens, mask)[:, slots]
         exported = fusion.stage()(tokens[:, slots], token_sensors)

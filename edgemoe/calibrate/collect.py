@@ -112,7 +112,8 @@ def collect_routing_aware(variants: VariantEngines, split: Split, recipe: Calibr
         report.frames += int(index.size)
         counts = {e: sum(len(r["tokens"]) for r in sinks[e]) for e in experts}
         short = [e for e in experts if counts[e] < recipe.min_tokens_per_expert]
-        enough = all(_rows(sinks[s]) >= recipe.samples_per_stage for s in sinks if s not in experts)
+        enough = all(_rows(_most_frequent_shape(sinks[s])) >= recipe.samples_per_stage
+                     for s in sinks if s not in experts)
         if not short and enough:
             break
         if report.frames >= recipe.max_frames:
@@ -170,19 +171,25 @@ def _set_rows(stage_set: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(stage_set.values()))) if stage_set else 0
 
 
+def _most_frequent_shape(records: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The recorded runs whose inputs have the most frequent per-row shapes: what a set keeps of
+    a stage whose input size depends on the mask (the collection counts these rows, not all)."""
+    records = [r for r in records if r]
+    signature = [tuple(v.shape[1:] for v in r.values()) for r in records]
+    common = max(set(signature), key=signature.count, default=None)
+    return [r for r, sig in zip(records, signature) if sig == common]
+
+
 def _subsample(records: list[dict[str, np.ndarray]], limit: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Concatenate a stage's recorded runs and keep a random ``limit`` rows (all inputs alike).
 
-    A stage whose input size depends on the mask (an imputer's ``context`` grows with the number
-    of present sensors) is recorded at several shapes; a set holds one shape per input, so only
-    the runs of the most frequent shape are kept (the imputer's weights and activation ranges are
-    the same whatever the context length)."""
-    records = [r for r in records if r]
+    A stage whose input size depends on the mask (an imputer's ``context`` and the fusion stage's
+    sequence grow with the number of present sensors) is recorded at several shapes; a set holds
+    one shape per input, so only the runs of the most frequent shape are kept (the stage's weights
+    and activation ranges are the same whatever the length)."""
+    records = _most_frequent_shape(records)
     if not records:
         return {}
-    signature = [tuple(v.shape[1:] for v in r.values()) for r in records]
-    common = max(set(signature), key=signature.count)
-    records = [r for r, sig in zip(records, signature) if sig == common]
     joined = {name: np.concatenate([r[name] for r in records], 0) for name in records[0]}
     n = len(next(iter(joined.values())))
     if n > limit:

@@ -81,7 +81,7 @@ FRAME = "frame"  # a sensor's raw frame, the encoder's input
 TOKENS = "tokens"  # token vectors: an encoder's/imputer's output, the gate's and each expert's input
 CONTEXT = "context"  # the present sensors' tokens, an imputer's input
 MIXED = "mixed"  # the fusion stage's output tokens (an ONNX graph's tensor names are unique)
-TOKEN_SENSORS = "token_sensors"  # which sensor each token of a sequence belongs to, one-hot [T, M]
+TOKEN_SENSORS = "token_sensors"  # which sensor each token of a sample belongs to, one-hot [B, T, M]
 SCORES = "scores"  # the gate's expert scores
 DELTA = "delta"  # an expert's residual output
 CONFIDENCE = "confidence"  # an expert's own mixing weight (confidence mixing)
@@ -168,7 +168,8 @@ ENCODER = StageKind("encoder", "sensor", (Tensor(FRAME, (BATCH, Size.FRAME)),), 
 IMPUTER = StageKind("imputer", "sensor", (Tensor(CONTEXT, (BATCH, CONTEXT_TOKENS, Size.DIM)),), (_sensor_tokens,),
                     when=lambda layout: layout.filler == "imputer")
 _sequence = Tensor(TOKENS, (BATCH, SEQUENCE, Size.DIM))
-_token_sensors = Tensor(TOKEN_SENSORS, (SEQUENCE, Size.SENSORS), when=lambda layout: layout.fusion_messages)
+# per sample (not one [T, M] for the batch): calibration sets stack every input's rows on axis 0
+_token_sensors = Tensor(TOKEN_SENSORS, (BATCH, SEQUENCE, Size.SENSORS), when=lambda layout: layout.fusion_messages)
 FUSION_KIND = StageKind("fusion", "one", (_sequence, _token_sensors), (Tensor(MIXED, (BATCH, SEQUENCE, Size.DIM)),),
                         when=lambda layout: layout.fusion)
 TOKEN_GATE = StageKind("gate", "one", (_token_rows,), (Tensor(SCORES, (TOKEN_ROWS, Size.EXPERTS)),),

@@ -15,8 +15,9 @@ every sensor differently can only be cancelled by combining them). The fusion st
 
 The exported ``fusion`` stage takes the tokens of one mask ``[batch, sequence, D]`` (for the drop
 filler only the present sensors' tokens exist, so their count varies with the mask) and, with
-messages, ``token_sensors`` ``[sequence, M]``: which sensor each token belongs to, one-hot, a
-constant of the mask that the runtime compiles at load. No mask input is needed: attention over
+messages, ``token_sensors`` ``[batch, sequence, M]``: which sensor each token belongs to, one-hot,
+a constant of the mask that the runtime compiles at load and repeats per sample (per sample so that
+calibration sets, which stack every input's rows, can hold the runs of several masks). No mask input is needed: attention over
 exactly the given tokens equals the training forward's attention with absent keys masked out,
 and a sensor without tokens sends no message.
 """
@@ -41,9 +42,9 @@ class SensorMessages(nn.Module):
         self.register_buffer("others", 1.0 - torch.eye(m), persistent=False)
 
     def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """``tokens`` [B, T, D], ``token_sensors`` [T, M] one-hot, ``present`` [B or 1, M] (1/0)."""
+        """``tokens`` [B, T, D], ``token_sensors`` [T, M] or [B, T, M] one-hot, ``present`` [B, M] (1/0)."""
         b, m, d = tokens.shape[0], self.num_sensors, self.dim
-        pooled = torch.matmul(token_sensors.transpose(0, 1), tokens) * (present.unsqueeze(-1) / self.tokens_per_sensor)
+        pooled = torch.matmul(token_sensors.transpose(-1, -2), tokens) * (present.unsqueeze(-1) / self.tokens_per_sensor)
         pairs = (self.weight * self.others[:, :, None, None]).permute(0, 2, 1, 3).reshape(m * d, m * d)
         messages = (pooled.reshape(b, m * d) @ pairs.transpose(0, 1)).reshape(b, m, d)
         senders = (present.sum(-1, keepdim=True) - present).clamp(min=1.0)  # other present sensors
@@ -124,5 +125,7 @@ class _FusionStage(_AttentionStage):
     def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         messages = self.fusion.messages
         assert messages is not None
-        present = (token_sensors.sum(0, keepdim=True) > 0).to(tokens.dtype)  # [1, M]: sensors with tokens
+        # [B, M]: a sensor's tokens over S (1 or 0). Arithmetic, not a comparison: a bool tensor
+        # between casts does not survive the FP16 conversion of the graph.
+        present = token_sensors.sum(-2) * (1.0 / messages.tokens_per_sensor)
         return self.fusion._attend(messages(tokens, token_sensors, present), None)

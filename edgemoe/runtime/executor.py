@@ -228,8 +228,9 @@ class PlanExecutor:
             self._impute(engine, tokens, program.context, lo, hi)
         if program.fusion is not None:  # every token of the sample attends over the others
             np.copyto(program.fusion.input(TOKENS, tokens.shape), tokens)
-            if program.token_sensors is not None:
-                np.copyto(program.fusion.input(TOKEN_SENSORS, program.token_sensors.shape), program.token_sensors)
+            if program.token_sensors is not None:  # the mask's constant, once per sample
+                shape = (tokens.shape[0], *program.token_sensors.shape)
+                np.copyto(program.fusion.input(TOKEN_SENSORS, shape), program.token_sensors)
             program.fusion.launch()
             tokens[...] = program.fusion.wait()[MIXED]
 
