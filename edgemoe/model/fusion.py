@@ -16,10 +16,10 @@ every sensor differently can only be cancelled by combining them). The fusion st
 The exported ``fusion`` stage takes the tokens of one mask ``[batch, sequence, D]`` (for the drop
 filler only the present sensors' tokens exist, so their count varies with the mask) and, with
 messages, ``token_sensors`` ``[batch, sequence, M]``: which sensor each token belongs to, one-hot,
-a constant of the mask that the runtime compiles at load and repeats per sample (per sample so that
-calibration sets, which stack every input's rows, can hold the runs of several masks). No mask input is needed: attention over
-exactly the given tokens equals the training forward's attention with absent keys masked out,
-and a sensor without tokens sends no message.
+a constant of the mask that the runtime compiles at load and repeats per sample (per sample so
+that calibration sets, which stack every input's rows, can hold the runs of several masks). No
+mask input is needed: attention over exactly the given tokens equals the training forward's
+attention with absent keys masked out, and a sensor without tokens sends no message.
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ class SensorMessages(nn.Module):
         self.weight = nn.Parameter(torch.randn(m, m, dim, dim) * (0.5 / dim**0.5))  # [receiver, sender, out, in]
         self.norm = nn.LayerNorm(dim)
         # the training layout: every sensor's tokens in sensor order (a mask only zeroes them)
-        self.register_buffer("all_sensors", torch.eye(m).repeat_interleave(tokens_per_sensor, 0), persistent=False)
+        self.register_buffer("all_sensors", torch.eye(m).repeat_interleave(tokens_per_sensor, 0),
+                             persistent=False)
         self.register_buffer("others", 1.0 - torch.eye(m), persistent=False)
 
     def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """``tokens`` [B, T, D], ``token_sensors`` [T, M] or [B, T, M] one-hot, ``present`` [B, M] (1/0)."""
         b, m, d = tokens.shape[0], self.num_sensors, self.dim
-        pooled = torch.matmul(token_sensors.transpose(-1, -2), tokens) * (present.unsqueeze(-1) / self.tokens_per_sensor)
+        per_sensor = torch.matmul(token_sensors.transpose(-1, -2), tokens)  # [B, M, D] token sums
+        pooled = per_sensor * (present.unsqueeze(-1) / self.tokens_per_sensor)
         pairs = (self.weight * self.others[:, :, None, None]).permute(0, 2, 1, 3).reshape(m * d, m * d)
         messages = (pooled.reshape(b, m * d) @ pairs.transpose(0, 1)).reshape(b, m, d)
         senders = (present.sum(-1, keepdim=True) - present).clamp(min=1.0)  # other present sensors
@@ -97,7 +99,8 @@ class TokenFusion(nn.Module):
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.messages is not None:
             if token_mask is None:
-                raise ValueError("sensor messages need the token mask; the exported form is TokenFusion.stage()")
+                raise ValueError("sensor messages need the token mask; the exported form is "
+                                 "TokenFusion.stage()")
             present = self.messages.present_in(token_mask)
             tokens = self.messages(tokens, self.messages.all_sensors, present) * token_mask.unsqueeze(-1)
         return self._attend(tokens, token_mask)
