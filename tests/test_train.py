@@ -1,6 +1,10 @@
 """Training: sensor dropout covers every mask within what was recorded; selection is on validation."""
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from edgemoe.core.mask import masks_to_bits
@@ -8,7 +12,7 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
 from edgemoe.model.gates import GATES, smooth_load, top_k_route
 from edgemoe.model.registry import build_model
-from edgemoe.train.checkpoint import Checkpoint
+from edgemoe.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgemoe.train.evaluate import evaluate_masks
 from edgemoe.train.masks import sample_masks
 from edgemoe.train.trainer import to_tensors
@@ -76,3 +80,25 @@ def test_evaluation_counts_only_samples_that_recorded_the_mask(config: ModelConf
     table = evaluate_masks(lambda frames, mask: np.full((len(next(iter(frames.values()))), 8), 1 / 8), split, config)
     sizes = {r.mask: r.n for r in table.rows}
     assert sizes[1] == len(test) and sizes[15] == (len(test) + 1) // 2
+
+
+def test_a_fusion_checkpoint_from_before_sensor_messages_loads_without_them(
+        config: ModelConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its embedded config has no ``fusion_messages`` key; the default (on) must not apply to it."""
+    cfg = config.model_copy(update={"model": config.model.model_copy(update={"fusion": "attention",
+                                                                            "fusion_messages": False})})
+    model = build_model(cfg)
+    written = ModelConfig.to_json
+
+    def without_the_key(self: ModelConfig) -> str:
+        data = json.loads(written(self))
+        del data["model"]["fusion_messages"]
+        return json.dumps(data)
+
+    monkeypatch.setattr(ModelConfig, "to_json", without_the_key)
+    save_checkpoint(model, tmp_path / "old.safetensors", {})
+    monkeypatch.undo()
+    loaded = load_checkpoint(tmp_path / "old.safetensors")
+    assert loaded.config.model.fusion_messages is False and loaded.model.fusion.messages is None
+    fresh = cfg.model_copy(update={"model": cfg.model.model_copy(update={"fusion_messages": True})})
+    assert build_model(fresh).fusion.messages is not None  # a new config gets them by default

@@ -154,10 +154,20 @@ def load_resume_state(path: Path) -> tuple[Checkpoint, ResumeState]:
     return load_checkpoint(path), resume
 
 
+def _as_trained(config: dict) -> dict:
+    """An embedded config with the settings its weights were trained under: a fusion stage from
+    before sensor messages (its config has no ``fusion_messages`` key) has none."""
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("fusion", "none") != "none" and "fusion_messages" not in model:
+        model["fusion_messages"] = False
+    return config
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     state, metadata, sha256, content = _read(path)
     state = {k: v for k, v in state.items() if not k.startswith(RESUME)}
-    config = ModelConfig.from_json(metadata["config"], source=f"{path} (embedded config)")
+    raw = _as_trained(json.loads(metadata["config"]))
+    config = ModelConfig.from_dict(raw, source=f"{path} (embedded config)")
     model = build_model(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
