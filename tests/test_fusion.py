@@ -38,7 +38,7 @@ def test_messages_cancel_a_disturbance_every_sensor_feels_on_every_mask() -> Non
             present = torch.zeros(3, M)
             present[:, list(subset)] = 1.0
             mask = present.repeat_interleave(S, dim=1).bool()
-            out = messages(tokens * mask.unsqueeze(-1), messages.all_sensors, present)
+            out = messages(tokens * mask.unsqueeze(-1), messages.training_layout(mask))
             for r in subset:
                 assert out[:, r * S : (r + 1) * S].abs().max() < 1e-3, (subset, r)
 

@@ -29,7 +29,9 @@ from torch import nn
 
 
 class SensorMessages(nn.Module):
-    """``LN(x_r + mean over present s != r of W[r, s] @ mean_token(s))`` for every present sensor r."""
+    """``LN(x_r + mean over present s != r of W[r, s] @ mean_token(s))`` for every present sensor r.
+
+    Training and the exported stage run the same code; they differ only in ``token_sensors``."""
 
     def __init__(self, num_sensors: int, tokens_per_sensor: int, dim: int) -> None:
         super().__init__()
@@ -42,19 +44,25 @@ class SensorMessages(nn.Module):
                              persistent=False)
         self.register_buffer("others", 1.0 - torch.eye(m), persistent=False)
 
-    def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """``tokens`` [B, T, D], ``token_sensors`` [T, M] or [B, T, M] one-hot, ``present`` [B, M] (1/0)."""
+    def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor) -> torch.Tensor:
+        """``tokens`` [B, T, D]; ``token_sensors`` [B, T, M]: each token's sensor, one-hot, a zero
+        row for a slot that does not count. A sensor is present when it has its S tokens.
+
+        Presence is arithmetic (token count over S), not a comparison: a bool tensor between
+        casts does not survive the FP16 conversion of the exported graph."""
         b, m, d = tokens.shape[0], self.num_sensors, self.dim
-        per_sensor = torch.matmul(token_sensors.transpose(-1, -2), tokens)  # [B, M, D] token sums
-        pooled = per_sensor * (present.unsqueeze(-1) / self.tokens_per_sensor)
+        scale = 1.0 / self.tokens_per_sensor
+        present = token_sensors.sum(-2) * scale  # [B, M], 1 or 0
+        pooled = torch.matmul(token_sensors.transpose(-1, -2), tokens) * scale  # [B, M, D] mean tokens
         pairs = (self.weight * self.others[:, :, None, None]).permute(0, 2, 1, 3).reshape(m * d, m * d)
         messages = (pooled.reshape(b, m * d) @ pairs.transpose(0, 1)).reshape(b, m, d)
         senders = (present.sum(-1, keepdim=True) - present).clamp(min=1.0)  # other present sensors
         return self.norm(tokens + torch.matmul(token_sensors, messages / senders.unsqueeze(-1)))
 
-    def present_in(self, token_mask: torch.Tensor) -> torch.Tensor:
-        """Per-sample sensor presence [B, M] from the training forward's token mask [B, M*S]."""
-        return (token_mask.to(self.all_sensors.dtype) @ self.all_sensors) / self.tokens_per_sensor
+    def training_layout(self, token_mask: torch.Tensor) -> torch.Tensor:
+        """``token_sensors`` [B, M*S, M] of the training forward: every sensor's slots in sensor
+        order, zeroed where ``token_mask`` [B, M*S] says a slot does not count."""
+        return self.all_sensors * token_mask.unsqueeze(-1).to(self.all_sensors.dtype)
 
 
 class AttentionBlock(nn.Module):
@@ -101,8 +109,8 @@ class TokenFusion(nn.Module):
             if token_mask is None:
                 raise ValueError("sensor messages need the token mask; the exported form is "
                                  "TokenFusion.stage()")
-            present = self.messages.present_in(token_mask)
-            tokens = self.messages(tokens, self.messages.all_sensors, present) * token_mask.unsqueeze(-1)
+            token_sensors = self.messages.training_layout(token_mask)
+            tokens = self.messages(tokens, token_sensors) * token_mask.unsqueeze(-1)
         return self._attend(tokens, token_mask)
 
     def _attend(self, tokens: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
@@ -128,7 +136,4 @@ class _FusionStage(_AttentionStage):
     def forward(self, tokens: torch.Tensor, token_sensors: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         messages = self.fusion.messages
         assert messages is not None
-        # [B, M]: a sensor's tokens over S (1 or 0). Arithmetic, not a comparison: a bool tensor
-        # between casts does not survive the FP16 conversion of the graph.
-        present = token_sensors.sum(-2) * (1.0 / messages.tokens_per_sensor)
-        return self.fusion._attend(messages(tokens, token_sensors, present), None)
+        return self.fusion._attend(messages(tokens, token_sensors), None)
