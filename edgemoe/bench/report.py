@@ -20,8 +20,7 @@ import numpy as np
 from edgemoe.bench.accuracy import DEDICATED, METRICS, BenchResult
 from edgemoe.bench.suite import (
     BASELINE, CLOSED_BAR, GAIN_BAR, MIN_HEADROOM, RegimeResult, SuiteResult, best_method, best_overall, headroom,
-    headroom_closed,
-    mean_over_masks, seed_mean,
+    headroom_closed, mean_over_masks, seed_mean,
 )
 from edgemoe.core.mask import all_masks, mask_label
 
@@ -205,8 +204,7 @@ def bars_section(suite: SuiteResult) -> list[str]:
         best = best_method(r.bench)
         if best is None:
             continue
-        gain = mean_over_masks(r.bench, best) - mean_over_masks(r.bench, BASELINE)
-        closed = headroom_closed(r.bench, best)
+        gain, closed = _against_baseline(r.bench, best)
         few = [f"{_pct(mean_over_masks(r.bench, best, k))} vs {_pct(mean_over_masks(r.bench, BASELINE, k))}"
                for k in (1, 2)]
         lines.append(_row([f"{r.regime.name} ({_pct(r.headroom)})", best, f"{100 * gain:+.1f}",
@@ -216,6 +214,11 @@ def bars_section(suite: SuiteResult) -> list[str]:
     if len(ranked) > 1:
         lines += ["", *_one_method_line(ranked)]
     return lines
+
+
+def _against_baseline(result: BenchResult, method: str) -> tuple[float, float]:
+    """The method's gain over zero-fill smoe (mean over masks and seeds) and headroom closed."""
+    return mean_over_masks(result, method) - mean_over_masks(result, BASELINE), headroom_closed(result, method)
 
 
 def _meets(gain: float, closed: float) -> bool:
@@ -229,8 +232,7 @@ def _one_method_line(ranked: list[RegimeResult]) -> list[str]:
         return ["One method for every regime: no single-model method ran on all of them."]
     parts, met = [], True
     for r in ranked:
-        gain = mean_over_masks(r.bench, method) - mean_over_masks(r.bench, BASELINE)
-        closed = headroom_closed(r.bench, method)
+        gain, closed = _against_baseline(r.bench, method)
         met = met and _meets(gain, closed)
         parts.append(f"{r.regime.name} {100 * gain:+.1f} / {100 * closed:.0f}%")
     return [f"One method for every regime (the best worst-case headroom closed): `{method}` — "
