@@ -19,8 +19,18 @@ import numpy as np
 
 from edgemoe.bench.accuracy import DEDICATED, METRICS, BenchResult
 from edgemoe.bench.suite import (
-    BASELINE, CLOSED_BAR, GAIN_BAR, MIN_HEADROOM, RegimeResult, SuiteResult, best_method, best_overall, headroom,
-    headroom_closed, mean_over_masks, seed_mean,
+    BASELINE,
+    CLOSED_BAR,
+    GAIN_BAR,
+    MIN_HEADROOM,
+    RegimeResult,
+    SuiteResult,
+    best_method,
+    best_overall,
+    headroom,
+    headroom_closed,
+    mean_over_masks,
+    seed_mean,
 )
 from edgemoe.core.mask import all_masks, mask_label
 
@@ -235,8 +245,9 @@ def _one_method_line(ranked: list[RegimeResult]) -> list[str]:
         gain, closed = _against_baseline(r.bench, method)
         met = met and _meets(gain, closed)
         parts.append(f"{r.regime.name} {100 * gain:+.1f} / {100 * closed:.0f}%")
-    return [f"One method for every regime (the best worst-case headroom closed): `{method}` — "
-            f"{', '.join(parts)}: {'met' if met else 'not met'} on all of them."]
+    line = (f"One method for every regime (the best worst-case headroom closed): `{method}` — "
+            f"{', '.join(parts)}: {'met' if met else 'not met'} on all of them.")
+    return [line]
 
 
 def _mean_of(r: RegimeResult, method: str) -> str:

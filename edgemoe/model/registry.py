@@ -25,7 +25,12 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.model.experts import ExpertBank, Mixing
 from edgemoe.model.fillers import BankFiller, DropFiller, ImputerFiller
 from edgemoe.model.moe import MoEModel
-from edgemoe.model.objectives import CombinationPull, ConfidenceRegression, LoadBalance, SensorProbes
+from edgemoe.model.objectives import (
+    CombinationPull,
+    ConfidenceRegression,
+    LoadBalance,
+    SensorProbes,
+)
 from edgemoe.model.residual import ResidualGuidance
 from edgemoe.model.routing import Router, sample_router, token_router
 
