@@ -63,10 +63,23 @@ def _small(split: Split, n: int) -> Split:
     return split.subset(np.arange(n))
 
 
-def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _torchrun(*args: str, timeout: float = 240, retry_teardown_abort: bool = False
+              ) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` under torchrun with ``WORLD`` processes; the run must exit cleanly.
+
+    ``retry_teardown_abort``: run once more if a rank died by a C++ abort (``TEARDOWN_ABORT``).
+    Fresh-clone CI runs on a loaded machine saw it twice, once after every rank had trained every
+    method and passed ``Cluster.close``'s barrier; 12 local runs beside two busy processes never
+    did. Only for an idempotent script (the report worker below): a rerun recomputes everything
+    the tests read, and any other failure still fails at once."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 and retry_teardown_abort and TEARDOWN_ABORT in done.stderr:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -121,7 +134,7 @@ def _worker(data_dir: Path, out: Path) -> None:
 @pytest.fixture(scope="module")
 def ddp_report(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> dict:
     out = tmp_path_factory.mktemp("ddp") / "report.json"
-    _torchrun(__file__, str(dataset_dir), str(out))
+    _torchrun(__file__, str(dataset_dir), str(out), retry_teardown_abort=True)
     return json.loads(out.read_text())
 
 
