@@ -148,3 +148,10 @@ def test_data_synth_writes_a_regime_in_the_on_disk_format(tmp_path: Path, config
     assert data["train"].mask is not None and data["test"].mask is None
     expected = get_regime("fleet").generate(config, seed=0, scale=0.05)
     np.testing.assert_array_equal(data["val"].frames["scan"], expected["val"].frames["scan"])
+
+
+def test_a_suite_is_named_or_listed_by_its_regimes() -> None:
+    assert suite_module.suite_regimes("failures") == ("nuisance", "units", "fleet", "robot4")
+    assert suite_module.suite_regimes("nuisance, robot4") == ("nuisance", "robot4")
+    with pytest.raises(Exception, match="unknown suite or regime 'vibration'.*regimes: nuisance"):
+        suite_module.suite_regimes("nuisance,vibration")

@@ -22,7 +22,7 @@ from edgemoe.bench.accuracy import DEDICATED, BenchResult, BenchSettings, run_be
 from edgemoe.core.errors import ConfigError, EdgeMoEError
 from edgemoe.core.mask import all_masks
 from edgemoe.core.schema import ModelConfig
-from edgemoe.data.regimes import Regime, get_regime
+from edgemoe.data.regimes import REGIMES, Regime, get_regime
 
 BASELINE = "smoe"
 MIN_HEADROOM = 0.05
@@ -151,6 +151,12 @@ def run_quick(config: ModelConfig, settings: BenchSettings, log: Callable[[str],
 
 
 def suite_regimes(name: str) -> tuple[str, ...]:
-    if name not in SUITES:
-        raise ConfigError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")
-    return SUITES[name]
+    """A suite's regimes: a named suite, or a comma list of regime names (to rerun a few)."""
+    if name in SUITES:
+        return SUITES[name]
+    names = tuple(n.strip() for n in name.split(",") if n.strip())
+    unknown = [n for n in names if n not in REGIMES]
+    if not names or unknown:
+        raise ConfigError(f"unknown suite or regime '{', '.join(unknown) or name}' "
+                          f"(suites: {', '.join(SUITES)}; regimes: {', '.join(REGIMES)})")
+    return names

@@ -27,7 +27,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--suite", dest="regimes", default=None,
                         help="generate the sensor-failure regimes of a suite and run on each "
-                             "('failures': all of them; docs/dataset.md)")
+                             "('failures': all of them; or a comma list of regimes, e.g. "
+                             "'nuisance,robot4'; docs/dataset.md)")
     source.add_argument("--data", type=Path, help="dataset directory (train/val/test .npz)")
     parser.add_argument("--config", type=Path, default=None,
                         help="model config (default: built-in robot4; with --data it must match the data)")
