@@ -34,7 +34,7 @@ daemon_soak|scripts/soak_daemon.py|--minutes 2"
 # one change (a checkout of the earlier commit against its successor); they record that change,
 # not the current code. ci_under_load.md is not a benchmark but a check of the test suite (fresh-clone
 # CI runs under load, over an hour): scripts/ci_under_load.sh re-records it.
-SUITE_METHODS="smoe,confsmoe,mars,smoe+probes,smoe+fusion+uniform,smoe+fusion+uniform+nomessages,smoe+fusion+uniform+probes,confsmoe+fusion+uniform,mars+fusion,permask"
+SUITE_METHODS="smoe,confsmoe,mars,smoe+probes,smoe+solo,smoe+fusion+uniform,smoe+fusion+uniform+nomessages,smoe+fusion+uniform+probes,smoe+fusion+uniform+solo,confsmoe+fusion+uniform,mars+fusion,permask"
 METHODS="confsmoe:softmax dense:softmax flexmoe:softmax mars:softmax smoe:gaussian mars:laplace"
 
 SHORT=0 ONLY="" WORK=runs/bench_all RESULTS=benchmarks/results

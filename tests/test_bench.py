@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemoe.bench.accuracy import BenchSettings, _seeded, run_benchmark
+from edgemoe.bench.accuracy import SOLO_WEIGHT, BenchSettings, _seeded, run_benchmark
 from edgemoe.cli import main
 from edgemoe.core.errors import ConfigError
 from edgemoe.core.schema import ModelConfig
@@ -90,5 +90,6 @@ def test_method_options_switch_their_part_or_rule_on_and_unknown_ones_are_named(
     assert (cfg.model.fusion, cfg.model.fusion_messages) == ("attention", True)
     assert (cfg.training.mask_sampling, cfg.training.sensor_probe_weight, cfg.training.seed) == ("uniform", 1.0, 1)
     assert _seeded(config, "smoe+fusion+nomessages", 0, settings, 1).model.fusion_messages is False
+    assert _seeded(config, "smoe+solo", 0, settings, 1).training.solo_pass_weight == SOLO_WEIGHT > 0
     with pytest.raises(ConfigError, match="unknown option 'fusoin'"):
         _seeded(config, "smoe+fusoin", 0, settings, 1)

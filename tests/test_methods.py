@@ -191,3 +191,43 @@ def test_sensor_probes_train_each_present_sensors_own_encoder(config: ModelConfi
     grads = {name: enc.project.weight.grad for name, enc in model.encoders.items()}
     assert grads["scan"] is None or float(grads["scan"].abs().sum()) == 0.0
     assert all(float(grads[n].abs().sum()) > 0 for n in ("camera", "imu", "odom"))
+
+
+@pytest.mark.parametrize(("method", "fusion"), [("smoe", "attention"), ("confsmoe", "none"), ("mars", "none")])
+def test_solo_passes_run_each_present_sensor_alone_through_the_deployed_path(
+        config: ModelConfig, dataset: dict[str, Split], method: str, fusion: str) -> None:
+    """A solo pass is the model's own forward on the mask holding only that sensor (so it trains
+    what the runtime runs when that sensor is the last one left); the term is the weight times the
+    sum over sensors of each one's mean cross-entropy; its gradient reaches the encoders of the
+    sensors the samples show, and no other where the filler drops missing sensors (Conf-SMoE's
+    imputer encodes a prototype frame of a sensor no sample shows, by design)."""
+    cfg = short_config(config, method, "softmax", fusion)
+    assert "solo_passes" not in build_model(cfg).objectives  # off by default
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"solo_pass_weight": 0.5})})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    part = small(dataset["train"], 12)
+    masks = np.array([0b1101, 0b0101, 0b1000] * 4)  # scan never shown
+    present = torch.from_numpy(masks_to_bits(masks, 4))
+    frames, labels = to_tensors(part.frames), torch.from_numpy(part.label)
+    out = model(frames, present)
+    objective = model.objectives["solo_passes"]
+    term = objective(model, out, labels)["solo_passes"]
+    by_hand = torch.zeros(())
+    for sensor in (0, 2, 3):
+        rows = present[:, sensor].nonzero()[:, 0]
+        alone = torch.zeros(len(rows), 4, dtype=torch.bool)
+        alone[:, sensor] = True
+        logits = model({k: v[rows] for k, v in frames.items()}, alone).logits
+        batched = objective.logits(model, frames, out.trace.observed, rows, torch.full_like(rows, sensor))
+        torch.testing.assert_close(batched, logits, atol=1e-5, rtol=1e-5)
+        by_hand = by_hand + torch.nn.functional.cross_entropy(logits, labels[rows])
+    torch.testing.assert_close(term, 0.5 * by_hand, atol=1e-5, rtol=1e-5)
+    model.train()
+    term = model.loss_terms(model(frames, present), labels)["solo_passes"]
+    model.zero_grad()
+    term.backward()
+    grads = {name: enc.project.weight.grad for name, enc in model.encoders.items()}
+    if model.filler.kind == "drop":
+        assert grads["scan"] is None or float(grads["scan"].abs().sum()) == 0.0
+    assert all(float(grads[n].abs().sum()) > 0 for n in ("camera", "imu", "odom"))

@@ -229,6 +229,8 @@ def _gather(result: BenchResult, done: dict[BenchTask, TaskResult], settings: Be
             result.masks.setdefault(method, {})[seed] = next(r.masks for r in parts if r.task.rate is None)
 
 
+SOLO_WEIGHT = 0.3  # docs/methods.md: the weights tried, on every regime of the suite
+
 # ``method+option`` variants: the same method with a part or a training rule switched on.
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fusion": ("model", {"fusion": "attention"}),  # cross-sensor fusion stage
@@ -236,6 +238,7 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "nomessages": ("model", {"fusion_messages": False}),  # the fusion stage without sensor messages
     "uniform": ("training", {"mask_sampling": "uniform"}),  # every combination trained equally
     "probes": ("training", {"sensor_probe_weight": 1.0}),  # a probe per sensor on its own tokens
+    "solo": ("training", {"solo_pass_weight": SOLO_WEIGHT}),  # each sensor alone through the model
 }
 
 

@@ -204,7 +204,8 @@ def bars_section(suite: SuiteResult) -> list[str]:
               f"(mean over masks and seeds). Bars: +{100 * GAIN_BAR:.0f} pts and {100 * CLOSED_BAR:.0f}% of "
               "the headroom closed. `+fusion`: the cross-sensor fusion stage (sensor messages, then "
               "attention); `+nomessages`: that stage without the messages; `+probes`: a probe per sensor "
-              "on its own encoder tokens (training only); `+uniform`: every sensor "
+              "on its own encoder tokens (training only); `+solo`: every present sensor also "
+              "trained alone through the whole model (training only); `+uniform`: every sensor "
               "combination trained equally often; `permask`: one dedicated model per mask (the upper "
               "reference)."), "",
              *_header(["regime (headroom)", "best method", f"gain over {BASELINE}", "headroom closed",

@@ -101,6 +101,11 @@ class TrainSpec(StrictModel):
     # the probes' cross-entropies (edgemoe/model/objectives.py SensorProbes), so a sensor the
     # others duplicate still learns what it alone can tell. Training only; off by default.
     sensor_probe_weight: float = Field(0.0, ge=0)
+    # > 0: every present sensor also runs alone through the model's own path (fill, fusion,
+    # router, experts, head), adding this weight times the sum over sensors of those passes'
+    # cross-entropies (edgemoe/model/objectives.py SoloPasses): each encoder learns to carry the
+    # masks where it is the last sensor left. Training only; off by default.
+    solo_pass_weight: float = Field(0.0, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)
     # Epochs before this one skip validation and cannot be selected. Validating every mask costs

@@ -7,6 +7,7 @@ none changes what the forward computes, so a method's deployed graphs depend onl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -77,6 +78,44 @@ class SensorProbes(nn.Module):
             if rows.any():
                 total = total + F.cross_entropy(probe(pooled[rows, sensor]), labels[rows])
         return {"sensor_probes": self.weight * total}
+
+
+class SoloPasses(nn.Module):
+    """Each present sensor alone through the model's own deployed path: for every (sample, present
+    sensor) pair, the encoder tokens already computed go through fill, fusion, router, experts and
+    head with only that sensor present; ``weight`` times the sum over sensors of each one's mean
+    cross-entropy (so a rarely recorded sensor weighs as much as a common one).
+
+    Why: a probe (:class:`SensorProbes`) makes a lazy encoder carry evidence alone, but it reads a
+    linear map of the encoder's normalised tokens, so it also asks every encoder to damp what no
+    single sensor can use, such as a disturbance that only a pair of sensors cancels. The solo pass
+    asks the same question of the graph the runtime executes when that sensor is the last one left,
+    whose later stages can set such a component aside instead. All solo samples run as one batch:
+    one extra pass over at most ``M`` times the batch's rows, through everything but the encoders.
+    A filler that tracks its inputs while training (Conf-SMoE's running prototype) sees the
+    present frames a second time; the mean it tracks does not change."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, model: MoEModel, output: ModelOutput, labels: torch.Tensor) -> Terms:
+        trace = output.trace
+        rows, sensors = trace.present.bool().nonzero(as_tuple=True)
+        if not rows.numel():
+            return {"solo_passes": trace.observed.new_zeros(())}
+        logits = self.logits(model, trace.frames, trace.observed, rows, sensors)
+        per_sample = F.cross_entropy(logits, labels[rows], reduction="none")
+        shown = torch.bincount(sensors, minlength=model.config.num_sensors)
+        return {"solo_passes": self.weight * (per_sample / shown[sensors]).sum()}
+
+    @staticmethod
+    def logits(model: MoEModel, frames: Mapping[str, torch.Tensor], observed: torch.Tensor,
+               rows: torch.Tensor, sensors: torch.Tensor) -> torch.Tensor:
+        """Logits of sample ``rows[i]`` with only sensor ``sensors[i]`` present."""
+        solo = F.one_hot(sensors, model.config.num_sensors).bool()
+        tokens, token_mask = model.fill(observed[rows], solo, {k: v[rows] for k, v in frames.items()})
+        return model.back(tokens, token_mask, model.router(tokens, token_mask))[0]
 
 
 class CombinationPull(nn.Module):

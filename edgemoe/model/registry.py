@@ -13,7 +13,8 @@ confsmoe   imputer   token    confidence  confidence regression, probe, gate reg
 mars       drop      sample   softmax     partial pass, residual router, distillation
 =========  ========  =======  ==========  ==============================================
 
-``training.sensor_probe_weight`` > 0 adds per-sensor probes (:class:`SensorProbes`) to any method.
+``training.sensor_probe_weight`` > 0 adds per-sensor probes (:class:`SensorProbes`) to any method,
+``training.solo_pass_weight`` > 0 a pass of each present sensor alone (:class:`SoloPasses`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from edgemoe.model.objectives import (
     ConfidenceRegression,
     LoadBalance,
     SensorProbes,
+    SoloPasses,
 )
 from edgemoe.model.residual import ResidualGuidance
 from edgemoe.model.routing import Router, sample_router, token_router
@@ -105,4 +107,6 @@ def build_model(config: ModelConfig) -> MoEModel:
         spec = config.model
         model.objectives["sensor_probes"] = SensorProbes(config.num_sensors, spec.tokens_per_sensor, spec.dim,
                                                          config.num_classes, config.training.sensor_probe_weight)
+    if config.training.solo_pass_weight > 0:
+        model.objectives["solo_passes"] = SoloPasses(config.training.solo_pass_weight)
     return model
