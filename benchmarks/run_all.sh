@@ -28,6 +28,7 @@ profile_fused|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
 profile_precision|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
 budget_race|benchmarks/bench_budget.py|--frames 4 --rounds 1 --warmup 1
 paced_vs_tight|benchmarks/bench_paced.py|--frames 5 --rounds 1
+expert_bank|benchmarks/bench_expert_bank.py|--draws 2 --frames 20 --rounds 1
 training_at_scale|benchmarks/bench_training_scale.py|--sizes-gib 0.05 --npz-sizes-gib 0.02 --max-seconds 5
 daemon_soak|scripts/soak_daemon.py|--minutes 2"
 # Not re-run: hot_path_before_after.md and hot_path_robot4.md compare the runtime before and after
@@ -192,7 +193,7 @@ camera_two_threads() {
   printf '  stage_intra_op_threads:\n    "encoder[[]camera]": 2\n    "fused*": 2\n' >> "$WORK/cpu_camera2.yaml"
   echo "$WORK/cpu_camera2.yaml"
 }
-if wanted budget_race || wanted paced_vs_tight; then
+if wanted budget_race || wanted paced_vs_tight || wanted expert_bank; then
   prepare_large
   budget_engines "$BUNDLE" "$WORK/eng_robot4"
   budget_engines "$LARGE/bundle" "$LARGE/eng" "$(camera_two_threads)"
@@ -209,6 +210,11 @@ if wanted paced_vs_tight; then
   "$PY" benchmarks/bench_paced.py --engines "$LARGE/eng_t1" --out "$RESULTS"/paced_vs_tight_robot4_large.md \
     $(flags paced_vs_tight)
   stamp "$RESULTS"/paced_vs_tight_robot4.md "$RESULTS"/paced_vs_tight_robot4_large.md
+fi
+if wanted expert_bank; then
+  "$PY" benchmarks/bench_expert_bank.py "$WORK/eng_robot4_t1" "$LARGE/eng_t1" --out "$RESULTS"/expert_bank.md \
+    $(flags expert_bank)
+  stamp "$RESULTS"/expert_bank.md
 fi
 if wanted training_at_scale; then
   "$PY" benchmarks/bench_training_scale.py --out "$RESULTS"/training_at_scale.md --work "$WORK/scale" \
