@@ -153,5 +153,8 @@ def test_data_synth_writes_a_regime_in_the_on_disk_format(tmp_path: Path, config
 def test_a_suite_is_named_or_listed_by_its_regimes() -> None:
     assert suite_module.suite_regimes("failures") == ("nuisance", "units", "fleet", "robot4")
     assert suite_module.suite_regimes("nuisance, robot4") == ("nuisance", "robot4")
+    assert suite_module.suite_name("nuisance,robot4") == "nuisance+robot4"
+    assert suite_module.suite_regimes("nuisance+robot4") == ("nuisance", "robot4")
+    assert suite_module.suite_name("failures") == "failures"
     with pytest.raises(Exception, match="unknown suite or regime 'vibration'.*regimes: nuisance"):
         suite_module.suite_regimes("nuisance,vibration")

@@ -151,12 +151,17 @@ def run_quick(config: ModelConfig, settings: BenchSettings, log: Callable[[str],
 
 
 def suite_regimes(name: str) -> tuple[str, ...]:
-    """A suite's regimes: a named suite, or a comma list of regime names (to rerun a few)."""
+    """A suite's regimes: a named suite, or regime names joined by ',' or '+' (to rerun a few)."""
     if name in SUITES:
         return SUITES[name]
-    names = tuple(n.strip() for n in name.split(",") if n.strip())
+    names = tuple(n.strip() for n in name.replace("+", ",").split(",") if n.strip())
     unknown = [n for n in names if n not in REGIMES]
     if not names or unknown:
         raise ConfigError(f"unknown suite or regime '{', '.join(unknown) or name}' "
                           f"(suites: {', '.join(SUITES)}; regimes: {', '.join(REGIMES)})")
     return names
+
+
+def suite_name(name: str) -> str:
+    """The name results are filed under: a named suite's, or its regimes joined by '+'."""
+    return name if name in SUITES else "+".join(suite_regimes(name))

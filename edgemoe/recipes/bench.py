@@ -27,7 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--suite", dest="regimes", default=None,
                         help="generate the sensor-failure regimes of a suite and run on each "
-                             "('failures': all of them; or a comma list of regimes, e.g. "
+                             "('failures': all of them; or regimes joined by ',' or '+', e.g. "
                              "'nuisance,robot4'; docs/dataset.md)")
     source.add_argument("--data", type=Path, help="dataset directory (train/val/test .npz)")
     parser.add_argument("--config", type=Path, default=None,
@@ -59,11 +59,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgemoe.bench.accuracy import run_benchmark
     from edgemoe.bench.report import write_outputs, write_suite_outputs
-    from edgemoe.bench.suite import run_quick, run_suite, suite_regimes
+    from edgemoe.bench.suite import run_quick, run_suite, suite_name
     from edgemoe.core.schema import load_config
 
     if args.regimes:
-        suite_regimes(args.regimes)  # an unknown suite name fails before anything runs
+        args.regimes = suite_name(args.regimes)  # an unknown suite or regime fails before anything runs
     refuse_overwrite(args.out / f"{args.name or ('suite_' + args.regimes if args.regimes else 'accuracy')}.json",
                      args.force)
     config = load_config(args.config)
