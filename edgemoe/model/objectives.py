@@ -93,7 +93,7 @@ class SoloPasses(nn.Module):
     whose later stages can set such a component aside instead. All solo samples run as one batch:
     one extra pass over at most ``M`` times the batch's rows, through everything but the encoders.
     A filler that tracks its inputs while training (Conf-SMoE's running prototype) sees the
-    present frames a second time; the mean it tracks does not change."""
+    present frames a second time: it moves toward the same mean twice per step."""
 
     def __init__(self, weight: float) -> None:
         super().__init__()
