@@ -51,9 +51,11 @@ def compose_bank(files: list[Path]) -> onnx.ModelProto:
     """One graph: ``tokens [n, D]`` and ``counts [E]`` in, ``delta [n, D]`` out, rows kept in order."""
     parts = [f"rows_{e}" for e in range(len(files))]
     nodes = [helper.make_node("Split", ["tokens", "counts"], parts, axis=0)]
-    initializers, outputs, dim, opset = [], [], 0, 18
+    initializers, outputs, dim, opsets = [], [], 0, set()
     for e, path in enumerate(files):
-        graph = onnx.load(path).graph
+        expert = onnx.load(path)
+        graph = expert.graph
+        opsets |= {o.version for o in expert.opset_import if o.domain in ("", "ai.onnx")}
         (source,), (result,) = [i.name for i in graph.input], [o.name for o in graph.output]
         dim = graph.input[0].type.tensor_type.shape.dim[1].dim_value
 
@@ -79,7 +81,9 @@ def compose_bank(files: list[Path]) -> onnx.ModelProto:
         [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["rows", dim]),
          helper.make_tensor_value_info("counts", TensorProto.INT64, [len(files)])],
         [helper.make_tensor_value_info("delta", TensorProto.FLOAT, ["rows", dim])], initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if len(opsets) != 1 or min(opsets) < 13:  # Split takes its sizes as an input from opset 13
+        raise SystemExit(f"expert graphs have opsets {sorted(opsets)}: need one, 13 or later")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opsets.pop())])
     model.ir_version = 9
     onnx.checker.check_model(model)
     return model
