@@ -225,10 +225,11 @@ def fused_bundle(device_bundle: Path, request: pytest.FixtureRequest,
 
         checkpoint = request.getfixturevalue("checkpoint")
     except (ImportError, pytest.FixtureLookupError) as exc:
-        pytest.skip(f"{device_bundle} has no fused graphs ('edgemoe export CKPT --fuse all') and none can be "
-                    f"exported here ({exc})")
+        pytest.skip(f"{device_bundle} has no fused graphs ('edgemoe export CKPT --fuse all --fused-experts "
+                    f"dense') and none can be exported here ({exc})")
     out = tmp_path_factory.mktemp("fused") / "bundle"
-    write_bundle(checkpoint, out, fuse_masks=(0b0101, full_mask(checkpoint.config.num_sensors)))
+    write_bundle(checkpoint, out, fuse_masks=(0b0101, full_mask(checkpoint.config.num_sensors)),
+                 fused_experts="dense")
     return out
 
 

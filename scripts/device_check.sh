@@ -37,7 +37,7 @@ if [ -z "$BUNDLE" ]; then
   section "demo bundle (train, export with fused graphs, calibrate)"
   DEMO="$OUT/demo"
   "$PY" -m edgemoe.cli demo --out "$DEMO" --frames 100 --show 0
-  "$PY" -m edgemoe.cli export "$DEMO/model.safetensors" --out "$DEMO/bundle-fused" --fuse all --force
+  "$PY" -m edgemoe.cli export "$DEMO/model.safetensors" --out "$DEMO/bundle-fused" --fuse all --fused-experts dense --force
   "$PY" -m edgemoe.cli calibrate "$DEMO/bundle-fused" --data "$DEMO/data"
   BUNDLE="$DEMO/bundle-fused"
 fi

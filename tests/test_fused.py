@@ -9,12 +9,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+import torch
 from prometheus_client import generate_latest
 
 from edgemoe.cli import main
+from edgemoe.core.bundle import read_model_manifest
 from edgemoe.core.errors import BundleError, ConfigError
-from edgemoe.core.mask import all_masks, parse_mask_selection
+from edgemoe.core.mask import all_masks, masks_to_bits, parse_mask_selection
 from edgemoe.daemon.metrics import DaemonMetrics
 from edgemoe.data.dataset import Split
 from edgemoe.engines.build import build_engines
@@ -56,6 +59,50 @@ def test_fused_frames_give_the_staged_answer_in_one_call(fused_engines: Path, da
             assert got.engines == ((f"fused[{mask}]",) if mask in FUSED else want.engines)
     assert len(staged.infer({n: test.frames[n][0] for n in runtime.sensor_names}).engines) > 1
     runtime.close()
+
+
+def test_auto_keeps_the_faster_expert_form_of_each_mask(fused_bundle: Path) -> None:
+    manifest = read_model_manifest(fused_bundle)
+    for mask in FUSED:
+        entry = manifest.fused[mask]
+        assert set(entry.form_us) == {"dense", "routed"} and min(entry.form_us.values()) > 0
+        assert entry.experts == min(entry.form_us, key=entry.form_us.__getitem__)
+        ops = {node.op_type for node in onnx.load(fused_bundle / entry.variants["fp32"].file).graph.node}
+        assert ("NonZero" in ops) == (entry.experts == "routed"), (mask, entry.experts, sorted(ops))
+
+
+def test_routed_experts_give_the_dense_answer(checkpoint: Checkpoint, dataset: dict[str, Split]) -> None:
+    """Each expert on the present tokens routed to it computes what the training forward's dense
+    bank picks, on every mask; rows that are not live come back unchanged."""
+    model = checkpoint.model.eval()
+    frames = {n: torch.from_numpy(f[:16]) for n, f in dataset["test"].frames.items()}
+    masks = np.resize(np.array(all_masks(4)), 16)
+    present = torch.from_numpy(masks_to_bits(masks, 4))
+    with torch.no_grad():
+        dense = model(frames, present).logits
+        routed = model.routed_logits(frames, present)
+        flat = torch.randn(12, model.config.model.dim)
+        routing = model.router(flat[None], torch.ones(1, 12, dtype=torch.bool))
+        live = torch.arange(12) % 3 != 0
+        mixed = model.experts.routed(flat, routing, live)
+    torch.testing.assert_close(routed, dense, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mixed[~live], flat[~live], atol=0, rtol=0)
+    torch.testing.assert_close(mixed[live], model.experts(flat, routing).tokens[live], atol=1e-5, rtol=1e-5)
+
+
+def test_a_routed_fused_graph_is_refused_by_a_backend_that_cannot_build_it(
+    checkpoint: Checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "bundle"
+    assert main(["export", str(checkpoint.path), "--out", str(bundle), "--fuse", "camera+imu",
+                 "--fused-experts", "routed"]) == 0
+    assert read_model_manifest(bundle).fused[5].experts == "routed"
+    with pytest.raises(BundleError, match=r"stage 'fused\[5\]': its experts are routed .* tensorrt .*"
+                                          r"'--fused-experts dense'"):
+        build_engines(bundle, load_target("jetson-orin-nano"), tmp_path / "trt")
+    assert not (tmp_path / "trt").exists()
+    built = build_engines(bundle, load_target("cpu"), tmp_path / "cpu")
+    assert built.fused[5].experts == "routed"
 
 
 def test_build_takes_the_chosen_fused_masks_and_refuses_absent_ones(fused_bundle: Path, tmp_path: Path) -> None:

@@ -67,12 +67,13 @@ def small(split: Split, n: int) -> Split:
 
 def train_export_build(config: ModelConfig, train: Split, val: Split, out: Path,
                        select: list[int] | None = None, fuse: tuple[int, ...] = ()) -> tuple[torch.nn.Module, Path]:
-    """Train briefly, round-trip the checkpoint, export the bundle (with fused graphs of ``fuse``)
-    and build CPU engines."""
+    """Train briefly, round-trip the checkpoint, export the bundle (with fused graphs of ``fuse``,
+    their experts routed: the form whose gather/scatter every method must get right) and build
+    CPU engines."""
     result = Trainer(config, progress=False, log=lambda line: None, select_masks=select).fit(train, val)
     save_checkpoint(result.model, out / "model.safetensors", {"best_epoch": result.best_epoch})
     ckpt = load_checkpoint(out / "model.safetensors")
-    write_bundle(ckpt, out / "bundle", fuse_masks=fuse)
+    write_bundle(ckpt, out / "bundle", fuse_masks=fuse, fused_experts="routed")
     build_engines(out / "bundle", load_target("cpu"), out / "engines")
     return ckpt.model, out / "engines"
 

@@ -40,7 +40,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, checkpoint: Checkpoint, dat
     from edgemoe.calibrate.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("trt-fake") / "bundle"
-    write_bundle(checkpoint, out, fuse_masks=FUSED)
+    write_bundle(checkpoint, out, fuse_masks=FUSED, fused_experts="dense")  # what TensorRT builds
     small = dict(samples_per_stage=64, min_samples=16, min_tokens_per_expert=16, draw_frames=128,
                  max_frames=512, batch=64)
     calibrate_bundle(out, dataset_dir, load_recipe("default").with_overrides(small))

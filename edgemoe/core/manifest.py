@@ -86,10 +86,15 @@ class StageEntry(StrictModel):
 
 
 class FusedEntry(StageEntry):
-    """A mask's whole forward as one batch-1 graph (a hot mask): the sensors it takes, in order."""
+    """A mask's whole forward as one batch-1 graph (a hot mask): the sensors it takes, in order,
+    and the form of its experts: ``dense`` (every expert on every token, static shapes) or
+    ``routed`` (each expert on the tokens routed to it: data-dependent shapes, which not every
+    backend builds). ``form_us`` holds the export-time timing that chose it, when both were timed."""
 
     stage: str
     sensors: tuple[str, ...]
+    experts: Literal["dense", "routed"] = "dense"
+    form_us: dict[str, float] = Field(default_factory=dict)
 
 
 class ExpectedAccuracy(StrictModel):
@@ -177,6 +182,7 @@ class EngineEntry(FileRef):
 class FusedEngineEntry(EngineEntry):
     stage: str
     sensors: tuple[str, ...]
+    experts: Literal["dense", "routed"] = "dense"
 
 
 class SourceBundle(StrictModel):

@@ -17,6 +17,9 @@ from edgemoe.engines.target import TargetProfile
 
 class Backend(Protocol):
     name: str
+    # whether it builds graphs with data-dependent shapes (a fused graph's routed experts:
+    # NonZero, gather/scatter by the in-graph top-k)
+    routed_graphs: bool
 
     def environment(self, target: TargetProfile) -> dict[str, Any]:
         """Versions and device facts recorded in the engine manifest at build time."""

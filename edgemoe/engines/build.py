@@ -21,7 +21,7 @@ from edgemoe.core.manifest import (
 )
 from edgemoe.core.signing import TrustedKey
 from edgemoe.core.stages import FUSED_DIMS, stage_file_stem
-from edgemoe.engines.backend import get_backend
+from edgemoe.engines.backend import Backend, get_backend
 from edgemoe.engines.target import TargetProfile
 
 REBUILD = KINDS[MODEL_KIND][2]
@@ -57,6 +57,8 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
     model = read_model_manifest(bundle, trust)
     backend = get_backend(target.backend)
     max_dims = model.layout.max_dims(target.max_batch)
+    masks = fused_masks(model.fused, fuse, bundle)
+    _check_fused_forms(model, masks, backend)
     with staged_directory(out, overwrite=force) as tmp:
         def build(stage: str, entry: StageEntry, precision: str, dims: dict[str, int]) -> dict[str, Any]:
             variant = entry.variants[precision]
@@ -79,10 +81,10 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
             engines[stage] = EngineEntry(**build(stage, entry, choose_precision(stage, entry, target.precision),
                                                  max_dims))
         fused = {}
-        for mask in fused_masks(model.fused, fuse, bundle):
+        for mask in masks:
             entry = model.fused[mask]
             # a fused graph is fp32 (no calibrated variant): its engine's speed comes from one call
-            fused[mask] = FusedEngineEntry(stage=entry.stage, sensors=entry.sensors,
+            fused[mask] = FusedEngineEntry(stage=entry.stage, sensors=entry.sensors, experts=entry.experts,
                                            **build(entry.stage, entry, "fp32", FUSED_DIMS))
         if model.constants is not None:
             shutil.copyfile(verify_file(bundle, model.constants, "constants", REBUILD), tmp / model.constants.file)
@@ -102,6 +104,16 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
         )
         write_manifest(tmp, manifest)
     return manifest
+
+
+def _check_fused_forms(model: ModelManifest, masks: Sequence[int], backend: Backend) -> None:
+    """Refuse, before building anything, a fused graph whose expert form the backend cannot build."""
+    for mask in masks:
+        entry = model.fused[mask]
+        if entry.experts == "routed" and not backend.routed_graphs:
+            raise BundleError(f"stage '{entry.stage}': its experts are routed (data-dependent shapes), which the "
+                              f"{backend.name} backend does not build; export with '--fused-experts dense', or "
+                              f"build without it ('--fuse none' or the masks to keep)")
 
 
 def _source(bundle: Path, model: ModelManifest, trust: TrustedKey | None) -> SourceBundle:

@@ -18,6 +18,7 @@ import importlib.metadata
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -27,7 +28,7 @@ from edgemoe.core.manifest import (
     CheckpointRef, ExpectedAccuracy, FileRef, ModelManifest, PrecisionChoice, StageEntry, Variant,
 )
 from edgemoe.core.stages import stage_file_stem
-from edgemoe.export.fused import write_fused
+from edgemoe.export.fused import ExpertForm, write_fused
 from edgemoe.export.onnx_stage import EXPORTER, OPSET, export_stage
 from edgemoe.train.checkpoint import Checkpoint
 from edgemoe.train.evaluate import EvalTable
@@ -64,8 +65,10 @@ def write_bundle(
     force: bool = False,
     on_stage: Callable[[str], None] = lambda name: None,
     fuse_masks: Sequence[int] = (),
+    fused_experts: ExpertForm | Literal["auto"] = "auto",
 ) -> ModelManifest:
-    """Export every stage (and a fused graph per mask of ``fuse_masks``) into ``out``, atomically."""
+    """Export every stage (and a fused graph per mask of ``fuse_masks``, its experts in the form
+    ``fused_experts``) into ``out``, atomically."""
     model = ckpt.model.eval()
     layout = model.layout()
     max_dims = layout.max_dims(max_batch)
@@ -96,7 +99,7 @@ def write_bundle(
             tools=tool_versions(),
             stages=stages,
             constants=_write_constants(model.constants() if layout.filler == "constant" else {}, tmp),
-            fused=write_fused(model, sorted(set(fuse_masks)), tmp, on_stage),
+            fused=write_fused(model, sorted(set(fuse_masks)), tmp, on_stage, fused_experts),
             expected_accuracy=expected_accuracy(table) if table else None,
             training={k: ckpt.info[k] for k in ("best_epoch", "seed") if k in ckpt.info},
         )

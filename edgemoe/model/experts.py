@@ -4,8 +4,9 @@ Output of a token ``x`` routed to experts ``e_1..e_k``: ``x + sum_j w_j E_{e_j}(
 weight ``w_j`` is either the router's softmax over the top-k scores (``softmax`` mixing) or the
 expert's own confidence output (``confidence`` mixing, Conf-SMoE's decoupled gating). Training
 computes every expert on every token (small models, simple autograd) and picks the routed
-outputs; the runtime runs each expert on its routed tokens only. The arithmetic per token is the
-same, which the parity tests check.
+outputs; the runtime runs each expert on its routed tokens only, and so does :meth:`ExpertBank.routed`,
+the form a fused graph can take (``edgemoe.export.fused``). The arithmetic per token is the same,
+which the parity tests check.
 """
 
 from __future__ import annotations
@@ -85,3 +86,26 @@ class ExpertBank(nn.Module):
         picked = torch.stack([delta[index[:, j], rows] for j in range(index.shape[1])], 1)
         weight = routing.token_weight if confidence is None else confidence.gather(1, index)
         return Combined(flat + (weight.unsqueeze(-1) * picked).sum(1), picked, weight, confidence)
+
+    def routed(self, flat: torch.Tensor, routing: Routing, live: torch.Tensor) -> torch.Tensor:
+        """``x + sum_j w_j E_j(x)`` for the ``live`` rows ``[R]`` (bool), computing each expert
+        only on the live rows routed to it: inference only, nothing recorded for training.
+
+        Exported, this is gather -> expert -> scatter-add per expert (``NonZero``, ``Gather``,
+        ``ScatterND``): a batch-1 graph then reads the weights of the experts its tokens chose,
+        not of all N, which is what bounds small batch-1 layers. Rows that are not live (a dropped
+        sensor's slots, pooled out anyway) go to no expert and come back unchanged."""
+        index = routing.token_index.masked_fill(~live.unsqueeze(1), len(self.experts))
+        mixed = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            hit = index == e  # [R, k]: at most one slot per row
+            rows = hit.any(1).nonzero().squeeze(1)
+            tokens = flat.index_select(0, rows)
+            if self.mixing == "confidence":
+                delta, confidence = expert(tokens)
+                weight = confidence[:, 0]
+            else:
+                delta = expert(tokens)
+                weight = (routing.token_weight * hit).sum(1).index_select(0, rows)
+            mixed = mixed.index_add(0, rows, weight.unsqueeze(1) * delta)
+        return flat + mixed

@@ -140,6 +140,16 @@ class MoEModel(nn.Module):
         logits, combined = self.back(tokens, token_mask, routing)
         return ModelOutput(logits, Trace(frames, present, observed, tokens, token_mask, routing, combined))
 
+    def routed_logits(self, frames: Mapping[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """The forward's logits with each expert run only on the present tokens routed to it
+        (:meth:`ExpertBank.routed`), as the runtime runs them: for graphs exported for
+        inference. Same arithmetic per token as :meth:`forward`; no trace."""
+        tokens, token_mask = self.fill(self.encode(frames), present, frames)
+        routing = self.router(tokens, token_mask)
+        b, t, d = tokens.shape
+        mixed = self.experts.routed(tokens.reshape(b * t, d), routing, token_mask.reshape(-1))
+        return self.head(masked_mean(mixed.reshape(b, t, d), token_mask))
+
     # -- training ------------------------------------------------------------------------------
     @property
     def samples_partials(self) -> bool:

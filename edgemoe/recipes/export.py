@@ -21,6 +21,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="also export this mask's whole forward as one fused batch-1 graph (hot masks): "
                              "'camera+imu', '5', 'all', or the fused_choice.json 'edgemoe profile' writes "
                              "(repeatable)")
+    parser.add_argument("--fused-experts", choices=("auto", "dense", "routed"), default="auto",
+                        help="form of the fused graphs' experts: 'dense' (every expert on every token, static "
+                             "shapes: what TensorRT builds), 'routed' (each expert on the tokens routed to it), "
+                             "'auto' (default: time both with ONNX Runtime here, keep the faster per mask)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
     parser.set_defaults(func=run, interrupted="the bundle directory was not written (left as it was)")
 
@@ -38,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     fuse = parse_mask_selection(args.fuse, ckpt.config.sensor_names)
     timer = StageTimer("export")
     manifest = write_bundle(ckpt, args.out, table, args.max_batch or DEFAULT_MAX_BATCH, args.force,
-                            on_stage=timer.start, fuse_masks=fuse)
+                            on_stage=timer.start, fuse_masks=fuse,
+                            fused_experts=args.fused_experts)
     total = timer.finish()
     summary = {"bundle": str(args.out), "stages": len(manifest.stages), "fused": len(manifest.fused),
                "opset": manifest.opset, "seconds": round(total, 3), "timing": timer.rows}

@@ -26,6 +26,7 @@ def provider_report(requested: Sequence[str], granted: Sequence[str]) -> dict[st
 class OrtBackend:
     name = "onnxruntime"
     engine_suffix = ".onnx"
+    routed_graphs = True
 
     def environment(self, target: TargetProfile) -> dict[str, Any]:
         return {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers()}

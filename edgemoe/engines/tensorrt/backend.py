@@ -63,6 +63,9 @@ def timing_cache_path(out: Path, target: TargetProfile) -> Path | None:
 class TensorRTBackend:
     name = "tensorrt"
     engine_suffix = ".engine"
+    # fused engines are static stages replayed as CUDA graphs (docs/tensorrt.md), which routed
+    # experts' data-dependent shapes rule out: fused graphs for TensorRT have dense experts
+    routed_graphs = False
 
     def __init__(self) -> None:
         self._session: DeviceSession | None = None  # created by the first load_stage
