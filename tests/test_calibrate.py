@@ -35,7 +35,7 @@ from edgemoe.engines.target import load_target
 from edgemoe.export.bundle import write_bundle
 from edgemoe.model.registry import build_model
 from edgemoe.runtime.runtime import Runtime
-from edgemoe.train.checkpoint import load_checkpoint, save_checkpoint
+from edgemoe.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgemoe.train.evaluate import EvalTable, MaskScore
 
 SMALL = dict(samples_per_stage=128, min_samples=32, min_tokens_per_expert=64, draw_frames=256,
@@ -139,6 +139,39 @@ def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(
         runtime.close()
         assert probs.shape == (len(split), result.manifest.layout.num_classes)
         assert np.allclose(probs.sum(1), 1, atol=1e-3)
+
+
+def test_fused_graphs_gain_validated_variants_and_a_measured_precision(
+        checkpoint: Checkpoint, dataset_dir: Path, recipe: CalibrationRecipe, tmp_path: Path) -> None:
+    """A fused graph is calibrated on its mask's frames (one per call), judged on its mask's
+    validation samples, and built at the precision asked for."""
+    bundle = tmp_path / "bundle"
+    write_bundle(checkpoint, bundle, fuse_masks=(0b0101,), fused_experts="dense")
+    entry = calibrate_bundle(bundle, dataset_dir, recipe).manifest.fused[0b0101]
+    assert set(entry.variants) == {"fp32", "int8", "fp16"}
+    for variant in entry.variants.values():
+        assert variant.file.startswith("fused/") and sha256_file(bundle / variant.file) == variant.sha256
+    validate_qdq(onnx.load(bundle / entry.variants["int8"].file), entry.stage)
+    evidence, budgets = entry.precision.evidence, recipe.budgets
+    assert set(evidence["accuracy"]) == {"fp32", "int8", "fp16"} and evidence["samples"] > 0
+    drop = evidence["drop_points"]
+    want = ("int8" if drop["int8"] <= budgets.int8_worst else "fp16" if drop["fp16"] <= budgets.fp16_worst
+            else "fp32")
+    assert entry.precision.choice == want, entry.precision
+    split = load_dataset(dataset_dir, checkpoint.config, ("test",))["test"]
+    frame = {n: (split.frames[n][0] if n in ("camera", "imu") else None) for n in checkpoint.config.sensor_names}
+    answers = {}
+    for precision in ("fp32", "int8", "fp16"):
+        target = load_target("cpu").model_copy(update={"precision": precision})
+        built = build_engines(bundle, target, tmp_path / precision).fused[0b0101]
+        assert built.precision == precision and built.source_sha256 == entry.variants[precision].sha256
+        runtime = Runtime.load(tmp_path / precision)
+        got = runtime.infer(frame)
+        runtime.close()
+        assert got.engines == ("fused[5]",)
+        answers[precision] = got.probs
+    np.testing.assert_allclose(answers["fp16"], answers["fp32"], atol=0.02)
+    np.testing.assert_allclose(answers["int8"], answers["fp32"], atol=0.1)
 
 
 # -- the Q/DQ validator ------------------------------------------------------------------------

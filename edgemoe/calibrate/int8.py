@@ -80,12 +80,13 @@ class StageSetReader(CalibrationDataReader):
 
 
 def quantize_stage(stage: str, source: Path, stage_set: Mapping[str, np.ndarray], out: Path,
-                   method: str = "minmax") -> QDQSummary:
-    """Write the INT8 Q/DQ graph of ``source`` to ``out``; raise naming the stage if it is not legal."""
+                   method: str = "minmax", chunk: int = READER_CHUNK) -> QDQSummary:
+    """Write the INT8 Q/DQ graph of ``source`` to ``out``; raise naming the stage if it is not legal.
+    ``chunk`` rows are fed per call (1 for a graph of static batch 1, a fused one)."""
     try:
         with _quantizer_records_to_package_logger():
             quantize_static(
-                str(source), str(out), StageSetReader(stage_set), quant_format=QuantFormat.QDQ,
+                str(source), str(out), StageSetReader(stage_set, chunk), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CALIBRATION_METHODS[method], extra_options=dict(EXTRA_OPTIONS),

@@ -12,10 +12,12 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from edgemoe.calibrate.collect import COLLECTORS, CollectionReport
 from edgemoe.calibrate.fp16 import convert_stage
-from edgemoe.calibrate.int8 import quantization_record, quantize_stage
+from edgemoe.calibrate.fused import choose_fused_precision, fused_set
+from edgemoe.calibrate.int8 import READER_CHUNK, quantization_record, quantize_stage
 from edgemoe.calibrate.precision import AutoPrecision, choose_precisions
 from edgemoe.calibrate.recipe import CalibrationRecipe
 from edgemoe.calibrate.sets import (
@@ -27,14 +29,15 @@ from edgemoe.calibrate.sets import (
 from edgemoe.calibrate.variants import REEXPORT, VariantEngines
 from edgemoe.core.bundle import read_model_manifest, sha256_file, staged_directory, verify_file, write_manifest
 from edgemoe.core.manifest import (
-    CalibrationSets as SetsRef, CalibrationSummary, ModelManifest, PrecisionChoice, StageEntry, Variant,
+    CalibrationSets as SetsRef, CalibrationSummary, FusedEntry, ModelManifest, PrecisionChoice, StageEntry, Variant,
 )
 from edgemoe.core.signing import SIGNATURE
 from edgemoe.core.stages import stage_file_stem
-from edgemoe.data.dataset import load_dataset
+from edgemoe.data.dataset import Split, load_dataset
 from edgemoe.train.evaluate import EvalTable, evaluate_masks
 
 SETS_DIR = "calibration"
+Entry = TypeVar("Entry", bound=StageEntry)  # a stage's or a fused graph's entry
 
 
 @dataclass
@@ -89,19 +92,23 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
                                         calibration={"method": recipe.method,
                                                      "set_sha256": content_sha256(sets[stage])})
             stages[stage] = stages[stage].model_copy(update={"precision": precision})
-        manifest = manifest.model_copy(update={"stages": stages,
+        fused = _calibrate_fused(tmp, manifest.model_copy(update={"stages": stages}), splits[recipe.split], val,
+                                 recipe, log)
+        manifest = manifest.model_copy(update={"stages": stages, "fused": fused,
                                                "calibration": _summary(recipe, sets_file, tmp, digest, report, auto)})
         write_manifest(tmp, manifest)
     return CalibrationResult(manifest, digest, report, auto)
 
 
-def _write_variants(directory: Path, entry: StageEntry, stage: str, stage_set: dict, recipe: CalibrationRecipe,
-                    gate_family: str, log: Callable[[str], None]) -> StageEntry:
-    """Write the stage's INT8 and FP16 graphs; return its entry with both variants added."""
-    source = directory / entry.variants["fp32"].file
-    stem = stage_file_stem(stage)
-    int8_rel, fp16_rel = f"stages/{stem}.int8.onnx", f"stages/{stem}.fp16.onnx"
-    summary = quantize_stage(stage, source, stage_set, directory / int8_rel, recipe.activation_calibration)
+def _write_variants(directory: Path, entry: Entry, stage: str, stage_set: dict, recipe: CalibrationRecipe,
+                    gate_family: str, log: Callable[[str], None], chunk: int = READER_CHUNK) -> Entry:
+    """Write the stage's INT8 and FP16 graphs beside its fp32 one; return its entry with both
+    variants added."""
+    fp32 = entry.variants["fp32"].file
+    source = directory / fp32
+    stem = f"{fp32.rsplit('/', 1)[0]}/{stage_file_stem(stage)}"
+    int8_rel, fp16_rel = f"{stem}.int8.onnx", f"{stem}.fp16.onnx"
+    summary = quantize_stage(stage, source, stage_set, directory / int8_rel, recipe.activation_calibration, chunk)
     fp16 = convert_stage(stage, source, directory / fp16_rel, gate_family)
     rows = len(next(iter(stage_set.values())))
     int8 = Variant(file=int8_rel, sha256=sha256_file(directory / int8_rel), calibration={
@@ -112,6 +119,25 @@ def _write_variants(directory: Path, entry: StageEntry, stage: str, stage_set: d
     half = Variant(file=fp16_rel, sha256=sha256_file(directory / fp16_rel), calibration=fp16)
     log(f"  {stage:<18} int8 ({rows} samples, {summary.quantize} Q / {summary.dequantize} DQ) + fp16")
     return entry.model_copy(update={"variants": {**entry.variants, "int8": int8, "fp16": half}})
+
+
+def _calibrate_fused(directory: Path, manifest: ModelManifest, calib: Split, val: Split, recipe: CalibrationRecipe,
+                     log: Callable[[str], None]) -> dict[int, FusedEntry]:
+    """Each fused graph's INT8 and FP16 variants (frames as the set, one per call) and precision."""
+    if not manifest.fused:
+        return {}
+    config = manifest.config
+    log(f"fused graphs: variants from split '{recipe.split}', precision on '{recipe.validation_split}' per mask")
+    frames = {mask: fused_set(calib, config, mask, recipe, entry.stage) for mask, entry in manifest.fused.items()}
+    fused = {mask: _write_variants(directory, entry, entry.stage, frames[mask], recipe, config.model.gate, log, chunk=1)
+             for mask, entry in manifest.fused.items()}
+    variants = VariantEngines(directory, manifest.model_copy(update={"fused": fused}), recipe.batch)
+    try:
+        return {mask: entry.model_copy(update={"precision": choose_fused_precision(
+                    mask, entry, variants, val, config, recipe.budgets, frames[mask], log)})
+                for mask, entry in fused.items()}
+    finally:
+        variants.close()
 
 
 def _summary(recipe: CalibrationRecipe, sets_file: str, directory: Path, digest: str,

@@ -21,6 +21,7 @@ from edgemoe.core.engine import Engine
 from edgemoe.core.errors import BundleError
 from edgemoe.core.manifest import KINDS, MODEL_KIND, ModelManifest
 from edgemoe.core.mask import Mask
+from edgemoe.core.stages import FUSED_DIMS, fused_stage
 from edgemoe.engines.backend import get_backend
 from edgemoe.engines.loader import EngineLoader
 from edgemoe.engines.target import OrtOptions, TargetProfile
@@ -61,6 +62,32 @@ class VariantEngines:
         if key not in self._engines:
             self._engines[key] = self.loader(stage, precision)()
         return self._engines[key]
+
+    def fused_loader(self, mask: Mask, precision: str) -> EngineLoader:
+        entry = self.manifest.fused[mask]
+        variant = entry.variants.get(precision)
+        if variant is None:
+            raise BundleError(f"stage '{entry.stage}': no {precision} variant (has {sorted(entry.variants)})")
+        return EngineLoader(self.directory, entry.stage, variant, entry.inputs, entry.outputs, FUSED_DIMS,
+                            self.backend, self.target, REEXPORT)
+
+    def fused_predictor(self, mask: Mask, precision: str):  # -> edgemoe.train.evaluate.Predictor
+        """The mask's fused graph at ``precision``, one frame at a time (it serves single frames)."""
+        key = (fused_stage(mask), precision)
+        if key not in self._engines:
+            self._engines[key] = self.fused_loader(mask, precision)()
+        executor = PlanExecutor(self.layout, {s: self.engine(s, "fp32") for s in self.layout.stage_names()},
+                                self.max_batch, self.constants, {mask: self._engines[key]})
+        present = [i for i, name in enumerate(self.manifest.config.sensor_names) if mask >> i & 1]
+
+        names = self.manifest.config.sensor_names
+
+        def predict(frames: Mapping[str, np.ndarray], _: Mask) -> np.ndarray:
+            rows = len(frames[names[present[0]]])
+            return np.concatenate([executor.run(mask, {i: frames[names[i]][r : r + 1] for i in present}).probs
+                                   for r in range(rows)])
+
+        return predict
 
     def executor(self, assignment: Assignment | None = None,
                  wrap: Mapping[str, Callable[[Engine], Engine]] | None = None) -> PlanExecutor:

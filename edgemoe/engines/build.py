@@ -83,9 +83,9 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
         fused = {}
         for mask in masks:
             entry = model.fused[mask]
-            # a fused graph is fp32 (no calibrated variant): its engine's speed comes from one call
+            precision = choose_precision(entry.stage, entry, target.precision)
             fused[mask] = FusedEngineEntry(stage=entry.stage, sensors=entry.sensors, experts=entry.experts,
-                                           **build(entry.stage, entry, "fp32", FUSED_DIMS))
+                                           **build(entry.stage, entry, precision, FUSED_DIMS))
         if model.constants is not None:
             shutil.copyfile(verify_file(bundle, model.constants, "constants", REBUILD), tmp / model.constants.file)
         manifest = EngineManifest(
