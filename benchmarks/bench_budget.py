@@ -245,10 +245,8 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
     ]
     for case in cases:
         for n in budgets:
-            routed = [mask_label(m, case.names) for m in case.masks if case.forms[m] == "routed"]
             lines += [f"## {case.name}, {n} thread{'s' if n > 1 else ''}", "",
-                      f"Runtime: {case.setup[n]}; fused experts routed on {', '.join(routed) or 'no mask'}, "
-                      "dense on the others.", "",
+                      f"Runtime: {case.setup[n]}; {expert_forms(case)}.", "",
                       "| mask | staged | runtime fused | deployed | monolithic | mono seq | fused | eager | limit | "
                       "staged/mono | deployed/mono | staged/limit | deployed/own limit | staged/eager | staged/fused | "
                       "dispatch % | deployed dispatch % |",
@@ -282,6 +280,14 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
                          f"{100 * max(r['deployed_dispatch'] for r in rows):.0f}%")
     lines.append("")
     return "\n".join(lines)
+
+
+def expert_forms(case: Case) -> str:
+    """Which masks' fused graphs have routed experts, in words."""
+    routed = [mask_label(m, case.names) for m in case.masks if case.forms[m] == "routed"]
+    if not routed or len(routed) == len(case.masks):
+        return f"fused experts {'routed' if routed else 'dense'} on every mask"
+    return f"fused experts routed on {', '.join(routed)}, dense on the others"
 
 
 def plot(table: dict, cases: list[Case], budgets: list[int], path: Path) -> None:
