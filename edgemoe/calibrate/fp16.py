@@ -1,7 +1,8 @@
 """FP16 variants: float16 weights and compute, numerically sensitive nodes kept in float32.
 
-Kept in float32: normalisations (LayerNormalization and its pieces), Softmax, every reduction,
-and the distance computations of the Laplace/Gaussian gates (for those gate families the whole
+Kept in float32: normalisations (LayerNormalization and its pieces), Softmax, every reduction
+(scatter-adds included: a fused graph's routed experts sum their outputs with ``ScatterND``, which
+ONNX Runtime's CPU provider also cannot run in float16), and the distance computations of the Laplace/Gaussian gates (for those gate families the whole
 gate graph is the distance, so all its nodes stay float32). Inputs and outputs stay float32
 (``keep_io_types``), so the runtime binds the same buffers whatever the precision; Cast nodes
 sit at the boundaries between the two types. The converter also routes the tensor between two
@@ -28,6 +29,7 @@ SENSITIVE_OPS: tuple[str, ...] = (
     "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceMax", "ReduceMin",
     "ReduceProd", "ReduceLogSum", "ReduceLogSumExp",
     "Sqrt", "Pow", "Reciprocal",
+    "ScatterND", "ScatterElements",
 )
 DISTANCE_GATES = ("laplace", "gaussian")
 
