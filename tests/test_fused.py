@@ -116,6 +116,24 @@ def test_build_takes_the_chosen_fused_masks_and_refuses_absent_ones(fused_bundle
     assert none.fused == {}
 
 
+def test_the_target_profile_chooses_the_fused_masks_and_the_command_line_overrides_it(
+        fused_bundle: Path, tmp_path: Path) -> None:
+    import yaml
+
+    def build(fuse: list[str] | None, *flags: str) -> set[int]:
+        profile = tmp_path / f"cpu-{len(list(tmp_path.iterdir()))}.yaml"
+        profile.write_text(yaml.safe_dump({**load_target("cpu").model_dump(mode="json"), "fuse": fuse}))
+        out = tmp_path / f"engines-{profile.stem}"
+        assert main(["build", str(fused_bundle), "--target", str(profile), "--out", str(out), *flags]) == 0
+        assert json.loads((out / "manifest.json").read_text())["target"]["fuse"] == fuse
+        return set(load_engine_bundle(out).fused)
+
+    assert build(None) == set(FUSED)
+    assert build(["camera+imu"]) == {0b0101}
+    assert build(["none"]) == set()
+    assert build(["none"], "--fuse", "15") == {0b1111}
+
+
 def test_a_tampered_fused_engine_is_refused_by_name(fused_engines: Path, tmp_path: Path) -> None:
     copy = tmp_path / "engines"
     shutil.copytree(fused_engines, copy)

@@ -87,6 +87,11 @@ class TargetProfile(StrictModel):
     backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     precision: Precision = "fp32"
     max_batch: int = Field(8, ge=1)
+    # masks whose fused engines this device gets, as ``edgemoe build --fuse`` takes them ("camera+imu",
+    # "5", "all", "none", or the fused_choice.json ``edgemoe profile`` writes); None: every fused
+    # graph the bundle carries. It overrides the profile's choice for one kind of device; ``--fuse``
+    # on the command line overrides it in turn.
+    fuse: tuple[str, ...] | None = None
     onnxruntime: OrtOptions = OrtOptions()
     tensorrt: TrtOptions = TrtOptions()
 

@@ -49,9 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dla-core", type=int, default=None, metavar="N",
                         help="TensorRT: put static stages on this DLA core, overriding the profile")
     parser.add_argument("--fuse", action="append", default=None, metavar="MASK",
-                        help="build only these masks' fused engines (default: every fused graph in the bundle; "
-                             "'none' for none): 'camera+imu', '5', or the fused_choice.json 'edgemoe profile' writes "
-                             "(repeatable)")
+                        help="build only these masks' fused engines (default: the target profile's 'fuse', else "
+                             "every fused graph in the bundle; 'none' for none): 'camera+imu', '5', or the "
+                             "fused_choice.json 'edgemoe profile' writes (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
     parser.set_defaults(func=run, interrupted="the engine bundle directory was not written (left as it was)")
 
@@ -68,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
     target = with_build_overrides(load_target(args.target), args.precision, args.workspace, args.dla_core)
     trust = TrustedKey.load(args.trust) if args.trust else None
     fuse = None
-    if args.fuse is not None:
+    selection = args.fuse if args.fuse is not None else target.fuse  # the command line wins
+    if selection is not None:
         names = read_model_manifest(args.bundle, trust).config.sensor_names
-        fuse = parse_mask_selection([v for v in args.fuse if v != "none"], names)
+        fuse = parse_mask_selection([v for v in selection if v != "none"], names)
     timer = StageTimer("build")
     manifest = build_engines(args.bundle, target, args.out, args.force,
                              on_stage=lambda stage, precision: timer.start(stage, f"{precision}, {target.backend}"),
