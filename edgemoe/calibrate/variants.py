@@ -78,9 +78,8 @@ class VariantEngines:
             self._engines[key] = self.fused_loader(mask, precision)()
         executor = PlanExecutor(self.layout, {s: self.engine(s, "fp32") for s in self.layout.stage_names()},
                                 self.max_batch, self.constants, {mask: self._engines[key]})
-        present = [i for i, name in enumerate(self.manifest.config.sensor_names) if mask >> i & 1]
-
         names = self.manifest.config.sensor_names
+        present = [i for i in range(len(names)) if mask >> i & 1]
 
         def predict(frames: Mapping[str, np.ndarray], _: Mask) -> np.ndarray:
             rows = len(frames[names[present[0]]])

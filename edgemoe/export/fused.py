@@ -7,13 +7,16 @@ copy of the weights) for dispatch. The experts take one of two forms (``FusedEnt
 ``routed``, each expert on the present tokens routed to it (gather/scatter by the in-graph top-k,
 :meth:`ExpertBank.routed`), which reads only the chosen experts' weights. ``auto`` exports both,
 times them with ONNX Runtime and keeps the faster per mask: routed wins where few tokens meet many
-experts (one cheap sensor on the realistic config), dense where every expert is hit anyway. The bundle carries them beside the stages (``fused`` in
-the manifest, written here); ``edgemoe build --fuse`` builds the chosen ones; the runtime's
-executor (``edgemoe.runtime.executor``) runs a fused mask's single frames through its engine and
-every batch through the staged plan, and ``tests/test_methods.py`` checks the two agree on every
-mask for every method; ``edgemoe profile`` (``edgemoe.profile.fused``) measures the latency gained
-and the memory paid per fused mask and chooses which masks are worth it. Names, dims and tensors
-come from the stage table (``edgemoe.core.stages``).
+experts (one cheap sensor on the realistic config), dense where every expert is hit anyway.
+
+The bundle carries them beside the stages (``fused`` in the manifest, written here); ``edgemoe
+calibrate`` adds their INT8/FP16 variants (``edgemoe.calibrate.fused``); ``edgemoe build --fuse``
+builds the chosen ones; the runtime's executor (``edgemoe.runtime.executor``) runs a fused mask's
+single frames through its engine and every batch through the staged plan, and
+``tests/test_methods.py`` checks the two agree for every method; ``edgemoe profile``
+(``edgemoe.profile.fused``) measures the latency gained and the memory paid per fused mask and
+chooses which masks are worth it. Names, dims and tensors come from the stage table
+(``edgemoe.core.stages``).
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ def export_fused(model: MoEModel, mask: int, experts: ExpertForm = "dense", simp
 
 def time_forms(graphs: dict[ExpertForm, onnx.ModelProto], runs: int = FORM_TIMING_RUNS) -> dict[ExpertForm, float]:
     """p50 µs of each form on one ONNX Runtime thread, the forms interleaved run by run so load
-    and cache state hit them alike; the same random frames for all."""
+    and cache state hit them alike; the same random frames for all (in-graph standardisation
+    makes them unit-scale features, so the gate spreads their tokens over the experts as it
+    spreads real ones)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
