@@ -85,25 +85,34 @@ def export_fused(model: MoEModel, mask: int, experts: ExpertForm = "dense", simp
     return graph
 
 
-def time_forms(graphs: dict[ExpertForm, onnx.ModelProto], runs: int = FORM_TIMING_RUNS) -> dict[ExpertForm, float]:
-    """p50 µs of each form on one ONNX Runtime thread, the forms interleaved run by run so load
-    and cache state hit them alike; the same random frames for all (in-graph standardisation
-    makes them unit-scale features, so the gate spreads their tokens over the experts as it
-    spreads real ones)."""
+def typical_frames(model: MoEModel, mask: int) -> dict[str, np.ndarray]:
+    """Batch-1 frames of the mask's sensors drawn around the training split's per-channel mean and
+    spread (each encoder's standardisation), so the gate spreads their tokens over the experts
+    the way it spreads real frames'."""
+    gen = torch.Generator().manual_seed(0)
+    frames = {}
+    for name in mask_names(mask, model.config.sensor_names):
+        stats = model.encoders[name].standardize
+        noise = torch.randn(1, *model.config.sensor(name).shape, generator=gen)
+        frames[name] = (noise * stats.std + stats.mean).numpy().astype(np.float32)
+    return frames
+
+
+def time_forms(graphs: dict[ExpertForm, onnx.ModelProto], frames: dict[str, np.ndarray],
+               runs: int = FORM_TIMING_RUNS) -> dict[ExpertForm, float]:
+    """p50 µs of each form on one ONNX Runtime thread and the same ``frames``, the forms
+    interleaved run by run so load and cache state hit them alike."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     sessions = {form: ort.InferenceSession(g.SerializeToString(), options, providers=["CPUExecutionProvider"])
                 for form, g in graphs.items()}
-    rng = np.random.default_rng(0)
-    first = next(iter(sessions.values()))
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in first.get_inputs()}
     took: dict[ExpertForm, list[float]] = {form: [] for form in sessions}
     for i in range(2 * runs):
         for form, session in sessions.items():
             t0 = time.perf_counter()
-            session.run(None, feeds)
+            session.run(None, frames)
             if i >= runs:
                 took[form].append(time.perf_counter() - t0)
     return {form: float(np.median(t)) * 1e6 for form, t in took.items()}
@@ -124,7 +133,7 @@ def write_fused(model: MoEModel, masks: list[int], directory: Path,
         on_stage(stage)
         forms = EXPERT_FORMS if experts == "auto" else (experts,)
         graphs = {form: export_fused(model, mask, form) for form in forms}
-        timed = time_forms(graphs) if len(graphs) > 1 else {}
+        timed = time_forms(graphs, typical_frames(model, mask)) if len(graphs) > 1 else {}
         form = min(timed, key=timed.__getitem__) if timed else forms[0]
         graph = graphs[form]
         rel = f"{FUSED_DIR}/{stage_file_stem(stage)}.onnx"
