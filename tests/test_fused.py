@@ -158,13 +158,17 @@ def test_profile_measures_both_paths_and_writes_the_choice(fused_engines: Path, 
     assert rc == 0
     run = json.loads((out / "profile.json").read_text())["runs"][0]
     assert set(run["fused"]) == {"5", "15"}
-    for m in run["fused"].values():
+    built = load_engine_bundle(fused_engines).manifest.fused
+    for key, m in run["fused"].items():
         assert m["fused"]["n"] == m["staged"]["n"] == 20 and m["file_kib"] > 10
+        assert (m["experts"], m["precision"]) == (built[int(key)].experts, built[int(key)].precision)
     assert run["masks"]["5"]["stages"].keys() == {"fused[5]"}
     choice = json.loads((out / "fused_choice.json").read_text())
     assert choice["frequencies"] == "given"
     assert choice["rows"]["5"]["frequency"] == pytest.approx(30 / 45)
-    assert "## Fused hot-mask engines" in (out / "profile.md").read_text()
+    report = (out / "profile.md").read_text()
+    assert "## Fused hot-mask engines" in report
+    assert f"| camera+imu | {built[5].experts}, fp32 |" in report
     assert parse_mask_selection([str(out / "fused_choice.json")], ("camera", "scan", "imu", "odom")) == choice["masks"]
 
 

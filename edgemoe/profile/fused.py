@@ -50,7 +50,9 @@ def measure_fused(runtime: Runtime, masks: Sequence[int], frame: Callable[[int, 
                 if i >= warmup:
                     took[name].append(clock() - t0)
         fused, stag = percentiles(took["fused"]), percentiles(took["staged"])
+        entry = bundle.manifest.fused[mask]
         out[mask] = {"fused": fused, "staged": stag, "gain_us": stag["p50"] - fused["p50"],
+                     "experts": entry.experts, "precision": entry.precision,
                      "ratio_p50": fused["p50"] / stag["p50"], **_memory(bundle.loaders[fused_stage(mask)])}
     return out
 
@@ -132,7 +134,8 @@ def write_choice(choice: Mapping[str, Any], out: Path, sensor_names: Sequence[st
 
 def summary_row(mask: int, m: Mapping[str, Any], row: Mapping[str, Any], names: Sequence[str]) -> str:
     """One Markdown table row of the fused section."""
-    return (f"| {mask_label(mask, names)} | {m['staged']['p50']:.1f} | {m['fused']['p50']:.1f} | "
+    form = f"{m.get('experts', 'dense')}, {m.get('precision', 'fp32')}"  # profiles before both were recorded
+    return (f"| {mask_label(mask, names)} | {form} | {m['staged']['p50']:.1f} | {m['fused']['p50']:.1f} | "
             f"{m['gain_us']:.1f} | {m['ratio_p50']:.2f} | {m['file_kib']:.0f} | {m['rss_mib']:.2f} | "
             f"{row['frequency']:.3f} | {'yes' if row['chosen'] else 'no'} ({row['why']}) |")
 

@@ -157,8 +157,9 @@ def _fused_section(run: dict[str, Any]) -> list[str]:
              f"Choice: {len(choice['masks'])} mask(s), {choice['spent_mib']:.2f} MiB of budget {budget}, "
              f"mask frequencies {choice['frequencies']}; saves {choice['saved_us_per_frame']:.1f} µs per frame on "
              "average.", "",
-             "| mask | staged p50 | fused p50 | gain µs | fused/staged | file KiB | RSS MiB | frequency | chosen |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| mask | experts, precision | staged p50 | fused p50 | gain µs | fused/staged | file KiB | RSS MiB | "
+             "frequency | chosen |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     names = run["sensors"]
     for key, m in fused.items():
         lines.append(summary_row(int(key), m, choice["rows"][key], names))
