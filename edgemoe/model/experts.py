@@ -95,17 +95,23 @@ class ExpertBank(nn.Module):
         ``ScatterND``): a batch-1 graph then reads the weights of the experts its tokens chose,
         not of all N, which is what bounds small batch-1 layers. Rows that are not live (a dropped
         sensor's slots, pooled out anyway) go to no expert and come back unchanged."""
-        index = routing.token_index.masked_fill(~live.unsqueeze(1), len(self.experts))
+        n = len(self.experts)
+        index = routing.token_index.masked_fill(~live.unsqueeze(1), n)
+        # which rows each expert takes and with what softmax weight, once for all experts (a row
+        # holds an expert in at most one of its k slots), so each expert adds only its gather,
+        # its rows, its scatter
+        onehot = index.unsqueeze(-1) == torch.arange(n, device=flat.device)  # [R, k, N]
+        hits = onehot.any(1).t()  # [N, R]
+        weights = (routing.token_weight.unsqueeze(-1) * onehot).sum(1).t()  # [N, R]
         mixed = torch.zeros_like(flat)
         for e, expert in enumerate(self.experts):
-            hit = index == e  # [R, k]: at most one slot per row
-            rows = hit.any(1).nonzero().squeeze(1)
+            rows = hits[e].nonzero().squeeze(1)
             tokens = flat.index_select(0, rows)
             if self.mixing == "confidence":
                 delta, confidence = expert(tokens)
                 weight = confidence[:, 0]
             else:
                 delta = expert(tokens)
-                weight = (routing.token_weight * hit).sum(1).index_select(0, rows)
+                weight = weights[e].index_select(0, rows)
             mixed = mixed.index_add(0, rows, weight.unsqueeze(1) * delta)
         return flat + mixed
