@@ -2,8 +2,9 @@
 
 Kept in float32: normalisations (LayerNormalization and its pieces), Softmax, every reduction
 (scatter-adds included: a fused graph's routed experts sum their outputs with ``ScatterND``, which
-ONNX Runtime's CPU provider also cannot run in float16), and the distance computations of the Laplace/Gaussian gates (for those gate families the whole
-gate graph is the distance, so all its nodes stay float32). Inputs and outputs stay float32
+ONNX Runtime's CPU provider also cannot run in float16), and the distance computations of the
+Laplace/Gaussian gates (for those gate families the whole gate graph is the distance, so all its
+nodes stay float32). Inputs and outputs stay float32
 (``keep_io_types``), so the runtime binds the same buffers whatever the precision; Cast nodes
 sit at the boundaries between the two types. The converter also routes the tensor between two
 kept nodes (and into a float32 output) through a float32 -> float16 -> float32 Cast pair, which

@@ -50,11 +50,14 @@ class VariantEngines:
         self._engines: dict[tuple[str, str], Engine] = {}
 
     def loader(self, stage: str, precision: str) -> EngineLoader:
-        entry = self.manifest.stages[stage]
+        """A stage's variant, or a fused graph's (``fused[<mask>]``, batch 1)."""
+        fused = {e.stage: e for e in self.manifest.fused.values()}
+        entry = fused[stage] if stage in fused else self.manifest.stages[stage]
         variant = entry.variants.get(precision)
         if variant is None:
             raise BundleError(f"stage '{stage}': no {precision} variant (has {sorted(entry.variants)})")
-        return EngineLoader(self.directory, stage, variant, entry.inputs, entry.outputs, self.max_dims,
+        dims = FUSED_DIMS if stage in fused else self.max_dims
+        return EngineLoader(self.directory, stage, variant, entry.inputs, entry.outputs, dims,
                             self.backend, self.target, REEXPORT)
 
     def engine(self, stage: str, precision: str) -> Engine:
@@ -63,21 +66,11 @@ class VariantEngines:
             self._engines[key] = self.loader(stage, precision)()
         return self._engines[key]
 
-    def fused_loader(self, mask: Mask, precision: str) -> EngineLoader:
-        entry = self.manifest.fused[mask]
-        variant = entry.variants.get(precision)
-        if variant is None:
-            raise BundleError(f"stage '{entry.stage}': no {precision} variant (has {sorted(entry.variants)})")
-        return EngineLoader(self.directory, entry.stage, variant, entry.inputs, entry.outputs, FUSED_DIMS,
-                            self.backend, self.target, REEXPORT)
-
     def fused_predictor(self, mask: Mask, precision: str):  # -> edgemoe.train.evaluate.Predictor
         """The mask's fused graph at ``precision``, one frame at a time (it serves single frames)."""
-        key = (fused_stage(mask), precision)
-        if key not in self._engines:
-            self._engines[key] = self.fused_loader(mask, precision)()
+        fused = self.engine(fused_stage(mask), precision)
         executor = PlanExecutor(self.layout, {s: self.engine(s, "fp32") for s in self.layout.stage_names()},
-                                self.max_batch, self.constants, {mask: self._engines[key]})
+                                self.max_batch, self.constants, {mask: fused})
         names = self.manifest.config.sensor_names
         present = [i for i in range(len(names)) if mask >> i & 1]
 
