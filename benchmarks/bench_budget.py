@@ -16,6 +16,13 @@ engine ("runtime fused") and, per mask, whichever of that and the staged plan ha
 all rounds ("deployed": the choice ``edgemoe profile`` writes into ``fused_choice.json`` for
 ``edgemoe build --fuse``).
 
+``--precision int8-dynamic`` races engine bundles built at that precision (``edgemoe build
+--precision int8-dynamic`` of a calibrated bundle: int8 weights in the large matrix products, the
+CPU's fast precision): the monolithic and bare fused sessions then get the same quantizer with the
+same weight threshold, so both sides of the race read the same bytes; eager stays PyTorch's fp32
+forward, the framework a model is trained in, and its output is checked against the runtime's within
+the quantization's tolerance instead of 1e-4.
+
 Everything is interleaved (round r: for each model, mask and budget, a block of frames of each
 variant in turn) so the machine's other load lands on all of them; ratios are per round, the
 median is reported with the [min-max over rounds] spread. Outputs are checked equal first.
@@ -31,6 +38,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks.bench_runtime import Fused, Monolithic, eager_call, frames_for, timed_block  # noqa: E402
+from edgemoe.calibrate.dynamic import DYNAMIC, quantize_dynamic_stage  # noqa: E402
 from edgemoe.core.mask import all_masks, mask_label  # noqa: E402
 from edgemoe.engines.target import OrtOptions  # noqa: E402
 from edgemoe.export.fused import export_fused  # noqa: E402
@@ -53,22 +62,29 @@ from edgemoe.runtime.runtime import Runtime  # noqa: E402
 from edgemoe.train.checkpoint import load_checkpoint  # noqa: E402
 
 VARIANTS = ("staged", "runtime_fused", "monolithic", "monolithic_seq", "fused", "eager")
+PRECISIONS = ("fp32", DYNAMIC)  # the CPU's: int8 Q/DQ and fp16 run slower than fp32 on ONNX Runtime's CPU provider
+# largest difference in probabilities allowed between the runtime and a variant before timing: same
+# arithmetic (1e-4), or PyTorch's fp32 eager against int8-dynamic engines (the quantization's error)
+TOLERANCE = {"same": 1e-4, DYNAMIC: 0.05}
 
 
 class Case:
     """One model at every budget: its runtimes, single sessions, eager call and frames per mask."""
 
-    def __init__(self, name: str, checkpoint: Path, engines: str, budgets: list[int], frames: int) -> None:
+    def __init__(self, name: str, checkpoint: Path, engines: str, budgets: list[int], frames: int,
+                 precision: str = "fp32") -> None:
         self.name = name
+        self.precision = precision
         self.model = load_checkpoint(checkpoint).model.eval()
         self.masks = all_masks(self.model.config.num_sensors)
-        mono_graph = export_monolithic(self.model).SerializeToString()
         self.runtimes, self.fused_runtimes, self.calls = {}, {}, {}
         self.setup: dict[int, str] = {}
         feed_eager, run_eager = eager_call(self.model)
         self.names = self.model.config.sensor_names
+        min_weight_kib = None
         for n in budgets:
             bundle = load_engine_bundle(Path(engines.format(threads=n)))
+            min_weight_kib = bundle_precision(bundle, precision)
             options = OrtOptions.model_validate(bundle.manifest.target["onnxruntime"])
             used = threads_used(options, bundle.manifest.layout.stage_names())
             if used > n:
@@ -79,7 +95,9 @@ class Case:
                 self.fused_runtimes[n] = Runtime(bundle)
         # the bare fused session of a mask has the expert form of the bundle's fused engine (dense if none)
         forms = {m: e.experts for rt in self.fused_runtimes.values() for m, e in rt.bundle.manifest.fused.items()}
-        fused_graphs = {m: export_fused(self.model, m, forms.get(m, "dense")).SerializeToString() for m in self.masks}
+        mono_graph = at_precision(export_monolithic(self.model).SerializeToString(), precision, min_weight_kib)
+        fused_graphs = {m: at_precision(export_fused(self.model, m, forms.get(m, "dense")).SerializeToString(),
+                                        precision, min_weight_kib) for m in self.masks}
         self.forms = {m: forms.get(m, "dense") for m in self.masks}
         rng = np.random.default_rng(0)
         frames = {m: frames_for(self.runtimes[budgets[0]], m, frames, rng) for m in self.masks}
@@ -106,7 +124,8 @@ class Case:
         self.check(budgets)
 
     def check(self, budgets: list[int]) -> None:
-        """Every variant answers alike (and the budgets bit-identically) before anything is timed."""
+        """Every variant answers alike (and the budgets bit-identically) before anything is timed:
+        within 1e-4, or the quantization's tolerance where eager is fp32 and the engines are not."""
         for m in self.masks:
             ref = None
             for n in budgets:
@@ -118,7 +137,31 @@ class Case:
                 for v, (inputs, call) in calls.items():
                     got = call(inputs[0])
                     out = got.probs if v in ("staged", "runtime_fused") else np.asarray(got)[0]
-                    assert np.abs(out - ref).max() < 1e-4, f"{self.name} mask {m}: {v} at {n} threads differs"
+                    tolerance = TOLERANCE["same" if v != "eager" or self.precision == "fp32" else self.precision]
+                    assert np.abs(out - ref).max() < tolerance, f"{self.name} mask {m}: {v} at {n} threads differs"
+
+
+def bundle_precision(bundle: Any, precision: str) -> int | None:
+    """Refuse an engine bundle not built at ``precision``; return its int8-dynamic weight threshold
+    (KiB, from the engines' records), which the monolithic and fused sessions are quantized with."""
+    built = {e.precision for e in [*bundle.manifest.engines.values(), *bundle.manifest.fused.values()]}
+    if built != {precision}:
+        raise SystemExit(f"{bundle.path}: engines built at {sorted(built)}, not {precision} only "
+                         f"('edgemoe build --precision {precision}')")
+    if precision == "fp32":
+        return None
+    return next(iter(bundle.manifest.engines.values())).calibration["min_weight_kib"]
+
+
+def at_precision(graph: bytes, precision: str, min_weight_kib: int | None) -> bytes:
+    """An fp32 ONNX graph at the race's precision, by the quantizer the engines' variants came from."""
+    if precision == "fp32":
+        return graph
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp, "fp32.onnx"), Path(tmp, f"{precision}.onnx")
+        source.write_bytes(graph)
+        quantize_dynamic_stage("baseline", source, out, min_weight_kib)
+        return out.read_bytes()
 
 
 def threads_used(options: OrtOptions, stages: list[str]) -> int:
@@ -217,7 +260,7 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
     load = res["load"]
     lines = [
         ("# Thread-budget race: the runtime (staged, and as deployed) vs one monolithic session at the same "
-         "budget (batch 1, fp32)"), "",
+         f"budget (batch 1, {args.precision})"), "",
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_budget.py {' '.join(sys.argv[1:])}`", "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other jobs: 1-min load average "
         f"{load[0][0]:.1f} at start, {max(x[0] for x in load):.1f} at worst, {load[-1][0]:.1f} at the end "
@@ -243,6 +286,12 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
         "Every variant's output was checked equal (1e-4) to the staged one on every mask, and the staged "
         "outputs at every budget bit-identical, before timing.", "",
     ]
+    if args.precision != "fp32":
+        lines += [f"Precision {args.precision}: the engine bundles were built with `edgemoe build --precision "
+                  f"{args.precision}`; the monolithic and fused sessions are the same graphs quantized by the same "
+                  "function with the same weight threshold (`edgemoe.calibrate.dynamic`); eager is PyTorch's fp32 "
+                  f"forward, checked against the runtime within {TOLERANCE[args.precision]} in probability "
+                  "(the quantization's error) instead of 1e-4.", ""]
     for case in cases:
         for n in budgets:
             lines += [f"## {case.name}, {n} thread{'s' if n > 1 else ''}", "",
@@ -290,7 +339,7 @@ def expert_forms(case: Case) -> str:
     return f"fused experts routed on {', '.join(routed)}, dense on the others"
 
 
-def plot(table: dict, cases: list[Case], budgets: list[int], path: Path) -> None:
+def plot(table: dict, cases: list[Case], budgets: list[int], path: Path, precision: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,7 +361,7 @@ def plot(table: dict, cases: list[Case], budgets: list[int], path: Path) -> None
             ax.axhline(1.0, color="black", lw=1)
             ax.set_yscale("log")
             ax.set_xticks(x, [mask_label(m, case.names) for m in masks], rotation=55, ha="right", fontsize=8)
-            ax.set_title(f"{case.name}, fp32, {n} thread{'s' if n > 1 else ''}", fontsize=10)
+            ax.set_title(f"{case.name}, {precision}, {n} thread{'s' if n > 1 else ''}", fontsize=10)
             ax.grid(axis="y", which="both", alpha=0.3)
         row[0].set_ylabel("ratio (below 1: runtime faster)")
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=9,
@@ -334,15 +383,18 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30, help="frames per block")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="the engine bundles' precision; the single-session baselines are quantized alike")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cases = [Case(name, Path(ckpt), engines, args.threads, args.frames) for name, ckpt, engines in args.case]
+    cases = [Case(name, Path(ckpt), engines, args.threads, args.frames, args.precision)
+             for name, ckpt, engines in args.case]
     print("models exported and loaded, outputs checked equal", file=sys.stderr, flush=True)
     res = measure(cases, args.threads, args)
     table = summarise(res, cases, args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(res, table, cases, args.threads, args))
-    plot(table, cases, args.threads, args.out.with_suffix(".png"))
+    plot(table, cases, args.threads, args.out.with_suffix(".png"), args.precision)
     print(args.out.read_text())
     return 0
 

@@ -27,6 +27,7 @@ profile_cpu|scripts/profile_latency.py|--frames 4 --rounds 1 --switch-frames 8
 profile_fused|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
 profile_precision|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
 budget_race|benchmarks/bench_budget.py|--frames 4 --rounds 1 --warmup 1
+budget_race_int8_dynamic|benchmarks/bench_budget.py|--frames 4 --rounds 1 --warmup 1
 paced_vs_tight|benchmarks/bench_paced.py|--frames 5 --rounds 1
 expert_bank|benchmarks/bench_expert_bank.py|--draws 2 --frames 20 --rounds 1
 training_at_scale|benchmarks/bench_training_scale.py|--sizes-gib 0.05 --npz-sizes-gib 0.02 --max-seconds 5
@@ -56,6 +57,11 @@ flags() { if [[ $SHORT == 1 ]]; then short_flags "$1"; fi; }
 wanted() { [[ -z $ONLY || $ONLY == "$1" ]]; }
 stamp() { "$PY" benchmarks/stamp.py "$@"; }
 mkdir -p "$WORK" "$RESULTS"
+
+calibrated_copy() {  # BUNDLE DATA OUT: OUT = BUNDLE calibrated on DATA, made once (never half-made)
+  [[ -d $3 ]] && return
+  rm -rf "$3.tmp"; cp -r "$1" "$3.tmp"; edgemoe calibrate "$3.tmp" --data "$2"; mv "$3.tmp" "$3"
+}
 
 # -- the models every result describes ------------------------------------------------------------
 DATA=$WORK/data CKPT=$WORK/model.safetensors BUNDLE=$WORK/bundle ENGINES=$WORK/engines
@@ -116,7 +122,7 @@ if wanted daemon_flood; then
 fi
 if wanted calibration_accuracy; then
   calibrated=$WORK/bundle.calibrated
-  if [[ ! -d $calibrated ]]; then cp -r "$BUNDLE" "$calibrated"; edgemoe calibrate "$calibrated" --data "$DATA"; fi
+  calibrated_copy "$BUNDLE" "$DATA" "$calibrated"
   "$PY" benchmarks/calibration_accuracy.py --bundle "$calibrated" --data "$DATA" --work "$WORK/calibration" \
     --out "$RESULTS"/calibration_accuracy.md $(flags calibration_accuracy)
   stamp "$RESULTS"/calibration_accuracy.md
@@ -173,15 +179,17 @@ prepare_large() {  # the realistic-size model, briefly trained (latency does not
     --out "$LARGE/model.safetensors" --no-progress
   [[ -d $LARGE/bundle ]] || edgemoe export "$LARGE/model.safetensors" --fuse all --out "$LARGE/bundle"
 }
-budget_engines() {  # BUNDLE OUT_PREFIX [BUDGET-2 TARGET]: engines at thread budgets 1 and 2, staged only
-  # (OUT_PREFIX_t1, _t2) and with every fused engine (_t1_fused, _t2_fused); budget 2 is two lanes
-  # unless a target is given
+budget_engines() {  # BUNDLE OUT_PREFIX [BUDGET-2 TARGET [PRECISION]]: engines at thread budgets 1 and 2,
+  # staged only (OUT_PREFIX_t1, _t2) and with every fused engine (_t1_fused, _t2_fused); budget 2 is
+  # two lanes unless a target is given; the profile's precision (fp32) unless one is given
+  local precision=()
+  if [[ -n ${4:-} ]]; then precision=(--precision "$4"); fi
   for t in 1 2; do
     local target=$WORK/cpu_t$t.yaml
     sed "s/^  threads: 1/  threads: $t/" engines/cpu.yaml > "$target"
     if [[ $t == 2 && -n ${3:-} ]]; then target=$3; fi
-    [[ -d $2_t$t ]] || edgemoe build "$1" --target "$target" --fuse none --out "$2_t$t"
-    [[ -d $2_t${t}_fused ]] || edgemoe build "$1" --target "$target" --out "$2_t${t}_fused"
+    [[ -d $2_t$t ]] || edgemoe build "$1" --target "$target" --fuse none "${precision[@]}" --out "$2_t$t"
+    [[ -d $2_t${t}_fused ]] || edgemoe build "$1" --target "$target" "${precision[@]}" --out "$2_t${t}_fused"
   done
 }
 # The realistic model spends most of a frame in its camera encoder, whose convolutions and projection
@@ -197,6 +205,18 @@ if wanted budget_race || wanted paced_vs_tight || wanted expert_bank; then
   prepare_large
   budget_engines "$BUNDLE" "$WORK/eng_robot4"
   budget_engines "$LARGE/bundle" "$LARGE/eng" "$(camera_two_threads)"
+fi
+if wanted budget_race_int8_dynamic; then  # the same race at the CPU's int8 precision, on calibrated bundles
+  prepare_large
+  calibrated_copy "$BUNDLE" "$DATA" "$WORK/bundle.calibrated"
+  calibrated_copy "$LARGE/bundle" "$LARGE/data" "$LARGE/bundle.calibrated"
+  budget_engines "$WORK/bundle.calibrated" "$WORK/eng_robot4_dyn" "$WORK/cpu_t2.yaml" int8-dynamic
+  budget_engines "$LARGE/bundle.calibrated" "$LARGE/eng_dyn" "$(camera_two_threads)" int8-dynamic
+  "$PY" benchmarks/bench_budget.py --threads 1 2 --precision int8-dynamic \
+    --case robot4 "$CKPT" "$WORK/eng_robot4_dyn_t{threads}_fused" \
+    --case robot4_large "$LARGE/model.safetensors" "$LARGE/eng_dyn_t{threads}_fused" \
+    --out "$RESULTS"/budget_race_int8_dynamic.md $(flags budget_race_int8_dynamic)
+  stamp "$RESULTS"/budget_race_int8_dynamic.md
 fi
 if wanted budget_race; then
   "$PY" benchmarks/bench_budget.py --threads 1 2 --case robot4 "$CKPT" "$WORK/eng_robot4_t{threads}_fused" \

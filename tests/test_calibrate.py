@@ -16,6 +16,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from edgemoe.calibrate.collect import collect_routing_aware, draw_masks
+from edgemoe.calibrate.dynamic import large_products
 from edgemoe.calibrate.int8 import EXTRA_OPTIONS, StageSetReader
 from edgemoe.calibrate.pipeline import CalibrationResult, calibrate_bundle
 from edgemoe.calibrate.qdq import QDQError, validate_qdq
@@ -26,6 +27,7 @@ from edgemoe.calibrate.variants import VariantEngines
 from edgemoe.cli import main
 from edgemoe.core.bundle import read_model_manifest, sha256_file
 from edgemoe.core.engine import run_engine
+from edgemoe.core.errors import BundleError
 from edgemoe.runtime.executor import top_k_indices
 from edgemoe.core.schema import ModelConfig
 from edgemoe.core.stages import expert_stage
@@ -38,8 +40,10 @@ from edgemoe.runtime.runtime import Runtime
 from edgemoe.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgemoe.train.evaluate import EvalTable, MaskScore
 
+# dynamic_min_weight_kib: the tiny model's projections and experts (>= 8 KiB) take int8-dynamic,
+# its gate (512 B) does not
 SMALL = dict(samples_per_stage=128, min_samples=32, min_tokens_per_expert=64, draw_frames=256,
-             max_frames=4096, batch=64)
+             max_frames=4096, batch=64, dynamic_min_weight_kib=4)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def test_every_stage_gains_validated_int8_and_fp16_variants(calibrated: tuple[Pa
     bundle, _ = calibrated
     manifest = read_model_manifest(bundle)
     for stage, entry in manifest.stages.items():
-        assert set(entry.variants) == {"fp32", "int8", "fp16"}, stage
+        assert set(entry.variants) == {"fp32", "int8", "fp16", "int8-dynamic"}, stage
         for variant in entry.variants.values():
             assert sha256_file(bundle / variant.file) == variant.sha256
         int8 = entry.variants["int8"]
@@ -77,6 +81,33 @@ def test_every_stage_gains_validated_int8_and_fp16_variants(calibrated: tuple[Pa
         assert precision.choice in ("int8", "fp16", "fp32") and precision.reason
         assert "int8_alone" in precision.evidence
         assert precision.calibration["set_sha256"] == int8.calibration["set_sha256"]
+
+
+def test_int8_dynamic_quantizes_only_the_large_products(calibrated: tuple[Path, CalibrationResult],
+                                                       recipe: CalibrationRecipe) -> None:
+    bundle, result = calibrated
+    for stage, entry in result.manifest.stages.items():
+        variant = entry.variants["int8-dynamic"]
+        graph = onnx.load(bundle / variant.file).graph
+        large = large_products(onnx.load(bundle / entry.variants["fp32"].file).graph, recipe.dynamic_min_weight_kib)
+        integer = [n for n in graph.node if n.op_type == "MatMulInteger"]
+        assert variant.calibration["quantized"] == len(integer) == len(large), stage
+        if not large:  # nothing worth quantizing: the fp32 graph as it was
+            assert variant.sha256 == entry.variants["fp32"].sha256, stage
+    quantized = {s for s, e in result.manifest.stages.items() if e.variants["int8-dynamic"].calibration["quantized"]}
+    assert "encoder[camera]" in quantized and "expert[0]" in quantized and "gate" not in quantized
+    validation = result.manifest.calibration.validation
+    assert set(validation["int8_dynamic"]) == set(validation["fp32"])
+    assert validation["int8_dynamic_cost"]["worst_drop_points"] < 5
+
+
+def test_large_products_are_judged_by_their_weight_bytes(bundle_dir: Path) -> None:
+    graph = onnx.load(bundle_dir / "stages/expert_0.onnx").graph
+    weights = {i.name: int(np.prod(i.dims)) * 4 for i in graph.initializer}
+    sizes = sorted(weights[n.input[1]] for n in graph.node if n.op_type in ("MatMul", "Gemm"))
+    assert len(large_products(graph, 0)) == len(sizes)
+    assert len(large_products(graph, sizes[-1] // 1024)) == sum(s >= sizes[-1] // 1024 * 1024 for s in sizes)
+    assert large_products(graph, sizes[-1] // 1024 + 1) == []
 
 
 def test_saved_sets_match_the_hashes_in_the_manifest(calibrated: tuple[Path, CalibrationResult]) -> None:
@@ -128,17 +159,20 @@ def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(
         calibrated: tuple[Path, CalibrationResult], dataset_dir: Path, tmp_path: Path) -> None:
     bundle, result = calibrated
     split = load_dataset(dataset_dir, result.manifest.config, ("test",))["test"]
-    for precision in ("int8", "fp16", "auto"):
+    answers = {}
+    for precision in ("fp32", "int8", "fp16", "int8-dynamic", "auto"):
         target = load_target("cpu").model_copy(update={"precision": precision})
         manifest = build_engines(bundle, target, tmp_path / precision)
         if precision != "auto":
             assert {e.precision for e in manifest.engines.values()} == {precision}
-        assert all(e.calibration for e in manifest.engines.values() if e.precision == "int8")
+        assert all(e.calibration for e in manifest.engines.values() if e.precision != "fp32")
         runtime = Runtime.load(tmp_path / precision)
-        probs = runtime.infer_batch(split.frames, 0b1111)
+        answers[precision] = probs = runtime.infer_batch(split.frames, 0b1111)
         runtime.close()
         assert probs.shape == (len(split), result.manifest.layout.num_classes)
         assert np.allclose(probs.sum(1), 1, atol=1e-3)
+    np.testing.assert_allclose(answers["int8-dynamic"], answers["fp32"], atol=0.05)
+    assert (answers["int8-dynamic"].argmax(1) == answers["fp32"].argmax(1)).mean() > 0.95
 
 
 def test_fused_graphs_gain_validated_variants_and_a_measured_precision(
@@ -150,12 +184,12 @@ def test_fused_graphs_gain_validated_variants_and_a_measured_precision(
     bundle = tmp_path / "bundle"
     write_bundle(checkpoint, bundle, fuse_masks=(0b0101,), fused_experts="routed")
     entry = calibrate_bundle(bundle, dataset_dir, recipe).manifest.fused[0b0101]
-    assert set(entry.variants) == {"fp32", "int8", "fp16"}
+    assert set(entry.variants) == {"fp32", "int8", "fp16", "int8-dynamic"}
     for variant in entry.variants.values():
         assert variant.file.startswith("fused/") and sha256_file(bundle / variant.file) == variant.sha256
     validate_qdq(onnx.load(bundle / entry.variants["int8"].file), entry.stage)
     evidence, budgets = entry.precision.evidence, recipe.budgets
-    assert set(evidence["accuracy"]) == {"fp32", "int8", "fp16"} and evidence["samples"] > 0
+    assert set(evidence["accuracy"]) == {"fp32", "int8", "fp16", "int8-dynamic"} and evidence["samples"] > 0
     drop = evidence["drop_points"]
     want = ("int8" if drop["int8"] <= budgets.int8_worst else "fp16" if drop["fp16"] <= budgets.fp16_worst
             else "fp32")
@@ -163,7 +197,7 @@ def test_fused_graphs_gain_validated_variants_and_a_measured_precision(
     split = load_dataset(dataset_dir, checkpoint.config, ("test",))["test"]
     frame = {n: (split.frames[n][0] if n in ("camera", "imu") else None) for n in checkpoint.config.sensor_names}
     answers = {}
-    for precision in ("fp32", "int8", "fp16"):
+    for precision in ("fp32", "int8", "fp16", "int8-dynamic"):
         target = load_target("cpu").model_copy(update={"precision": precision})
         built = build_engines(bundle, target, tmp_path / precision).fused[0b0101]
         assert built.precision == precision and built.source_sha256 == entry.variants[precision].sha256
@@ -174,6 +208,11 @@ def test_fused_graphs_gain_validated_variants_and_a_measured_precision(
         answers[precision] = got.probs
     np.testing.assert_allclose(answers["fp16"], answers["fp32"], atol=0.02)
     np.testing.assert_allclose(answers["int8"], answers["fp32"], atol=0.1)
+    np.testing.assert_allclose(answers["int8-dynamic"], answers["fp32"], atol=0.05)
+    tensorrt = load_target("cpu").model_copy(update={"backend": "tensorrt", "precision": "int8-dynamic"})
+    with pytest.raises(BundleError, match="tensorrt backend does not build int8-dynamic"):
+        build_engines(bundle, tensorrt, tmp_path / "trt", fuse=[])
+    assert not (tmp_path / "trt").exists()
 
 
 # -- the Q/DQ validator ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from edgemoe.core.engine import TensorSpec
 from edgemoe.core.errors import BundleError, ConfigError
 from edgemoe.core.manifest import StageEntry
+from edgemoe.engines.backend import get_backend
 from edgemoe.engines.build import choose_precision
 from edgemoe.engines.target import TrtOptions, load_target
 from edgemoe.engines.tensorrt.profiles import (
@@ -127,15 +128,22 @@ def _entry(*precisions: str, choice: str = "fp32") -> StageEntry:
                                       "precision": {"choice": choice}})
 
 
-ENTRY = _entry("fp32", "fp16", "int8", choice="int8")
+ENTRY = _entry("fp32", "fp16", "int8", "int8-dynamic", choice="int8")
+ORT, TRT = get_backend("onnxruntime"), get_backend("tensorrt")
 
 
 def test_auto_precision_follows_the_manifest_choice() -> None:
-    assert choose_precision("expert[0]", ENTRY, "auto") == "int8"
-    assert choose_precision("expert[0]", _entry("fp32"), "auto") == "fp32"
+    assert choose_precision("expert[0]", ENTRY, "auto", TRT) == "int8"
+    assert choose_precision("expert[0]", _entry("fp32"), "auto", TRT) == "fp32"
 
 
 def test_a_forced_precision_must_exist_in_the_bundle() -> None:
-    assert choose_precision("gate", ENTRY, "fp16") == "fp16"
+    assert choose_precision("gate", ENTRY, "fp16", TRT) == "fp16"
     with pytest.raises(BundleError, match=r"stage 'gate': no int8 variant.*edgemoe calibrate"):
-        choose_precision("gate", _entry("fp32"), "int8")
+        choose_precision("gate", _entry("fp32"), "int8", TRT)
+
+
+def test_int8_dynamic_is_an_onnxruntime_precision_only() -> None:
+    assert choose_precision("gate", ENTRY, "int8-dynamic", ORT) == "int8-dynamic"
+    with pytest.raises(BundleError, match=r"stage 'gate': the tensorrt backend does not build int8-dynamic"):
+        choose_precision("gate", ENTRY, "int8-dynamic", TRT)

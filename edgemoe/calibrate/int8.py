@@ -58,7 +58,7 @@ class _QuantizerRecords(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quantizer_records_to_package_logger() -> Iterator[None]:
+def quantizer_records_to_package_logger() -> Iterator[None]:
     root, only = logging.getLogger(), _QuantizerRecords()
     root.addFilter(only)
     try:
@@ -84,7 +84,7 @@ def quantize_stage(stage: str, source: Path, stage_set: Mapping[str, np.ndarray]
     """Write the INT8 Q/DQ graph of ``source`` to ``out``; raise naming the stage if it is not legal.
     ``chunk`` rows are fed per call (1 for a graph of static batch 1, a fused one)."""
     try:
-        with _quantizer_records_to_package_logger():
+        with quantizer_records_to_package_logger():
             quantize_static(
                 str(source), str(out), StageSetReader(stage_set, chunk), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,

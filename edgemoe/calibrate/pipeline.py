@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from edgemoe.calibrate.collect import COLLECTORS, CollectionReport
+from edgemoe.calibrate.dynamic import DYNAMIC, quantize_dynamic_stage
 from edgemoe.calibrate.fp16 import convert_stage
 from edgemoe.calibrate.fused import choose_fused_precision, fused_set
 from edgemoe.calibrate.int8 import READER_CHUNK, quantization_record, quantize_stage
-from edgemoe.calibrate.precision import AutoPrecision, choose_precisions
+from edgemoe.calibrate.precision import AutoPrecision, choose_precisions, cost
 from edgemoe.calibrate.recipe import CalibrationRecipe
 from edgemoe.calibrate.sets import (
     CalibrationSets,
@@ -86,6 +87,9 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
             return evaluate_masks(variants.predictor(assignment), val, config, recipe.validation_split)
 
         auto = choose_precisions(layout.stage_names(), score, recipe.budgets, log)
+        dynamic = score(dict.fromkeys(layout.stage_names(), DYNAMIC))
+        dynamic_cost = cost(auto.reference, dynamic)
+        log(f"  every stage {DYNAMIC} costs {dynamic_cost.mean:+.2f} mean, {dynamic_cost.worst:+.2f} worst-mask points")
         variants.close()
         for stage, choice in auto.choices.items():
             precision = PrecisionChoice(choice=choice.choice, reason=choice.reason, evidence=choice.evidence,
@@ -95,21 +99,23 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
         fused = _calibrate_fused(tmp, manifest.model_copy(update={"stages": stages}), splits[recipe.split], val,
                                  recipe, log)
         manifest = manifest.model_copy(update={"stages": stages, "fused": fused,
-                                               "calibration": _summary(recipe, sets_file, tmp, digest, report, auto)})
+                                               "calibration": _summary(recipe, sets_file, tmp, digest, report, auto,
+                                                                       dynamic)})
         write_manifest(tmp, manifest)
     return CalibrationResult(manifest, digest, report, auto)
 
 
 def _write_variants(directory: Path, entry: Entry, stage: str, stage_set: dict, recipe: CalibrationRecipe,
                     gate_family: str, log: Callable[[str], None], chunk: int = READER_CHUNK) -> Entry:
-    """Write the stage's INT8 and FP16 graphs beside its fp32 one; return its entry with both
-    variants added."""
+    """Write the stage's INT8, FP16 and INT8-dynamic graphs beside its fp32 one; return its entry
+    with the three variants added."""
     fp32 = entry.variants["fp32"].file
     source = directory / fp32
     stem = f"{fp32.rsplit('/', 1)[0]}/{stage_file_stem(stage)}"
-    int8_rel, fp16_rel = f"{stem}.int8.onnx", f"{stem}.fp16.onnx"
+    int8_rel, fp16_rel, dyn_rel = f"{stem}.int8.onnx", f"{stem}.fp16.onnx", f"{stem}.{DYNAMIC}.onnx"
     summary = quantize_stage(stage, source, stage_set, directory / int8_rel, recipe.activation_calibration, chunk)
     fp16 = convert_stage(stage, source, directory / fp16_rel, gate_family)
+    dynamic = quantize_dynamic_stage(stage, source, directory / dyn_rel, recipe.dynamic_min_weight_kib)
     rows = len(next(iter(stage_set.values())))
     int8 = Variant(file=int8_rel, sha256=sha256_file(directory / int8_rel), calibration={
         "method": recipe.method, "set_sha256": content_sha256(stage_set), "samples": rows,
@@ -117,8 +123,10 @@ def _write_variants(directory: Path, entry: Entry, stage: str, stage_set: dict, 
         "qdq": {"quantize": summary.quantize, "dequantize": summary.dequantize,
                 "per_channel_weights": summary.per_channel_weights, "validated": True}})
     half = Variant(file=fp16_rel, sha256=sha256_file(directory / fp16_rel), calibration=fp16)
-    log(f"  {stage:<18} int8 ({rows} samples, {summary.quantize} Q / {summary.dequantize} DQ) + fp16")
-    return entry.model_copy(update={"variants": {**entry.variants, "int8": int8, "fp16": half}})
+    dyn = Variant(file=dyn_rel, sha256=sha256_file(directory / dyn_rel), calibration=dynamic)
+    log(f"  {stage:<18} int8 ({rows} samples, {summary.quantize} Q / {summary.dequantize} DQ) + fp16 + "
+        f"{DYNAMIC} ({dynamic['quantized']} products)")
+    return entry.model_copy(update={"variants": {**entry.variants, "int8": int8, "fp16": half, DYNAMIC: dyn}})
 
 
 def _calibrate_fused(directory: Path, manifest: ModelManifest, calib: Split, val: Split, recipe: CalibrationRecipe,
@@ -141,7 +149,9 @@ def _calibrate_fused(directory: Path, manifest: ModelManifest, calib: Split, val
 
 
 def _summary(recipe: CalibrationRecipe, sets_file: str, directory: Path, digest: str,
-             report: CollectionReport | None, auto: AutoPrecision) -> CalibrationSummary:
+             report: CollectionReport | None, auto: AutoPrecision, dynamic: EvalTable) -> CalibrationSummary:
+    """What calibration measured; ``dynamic`` is every stage at int8-dynamic (what ``build
+    --precision int8-dynamic`` deploys), scored like the auto assignment."""
     ref, fin, c = auto.reference, auto.final, auto.final_cost
     return CalibrationSummary(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -155,5 +165,7 @@ def _summary(recipe: CalibrationRecipe, sets_file: str, directory: Path, digest:
             "auto": {str(r.mask): r.accuracy for r in fin.rows},
             "fp32_mean": ref.mean["accuracy"], "auto_mean": fin.mean["accuracy"],
             "auto_cost": c.to_dict(), "demoted": auto.demoted,
+            "int8_dynamic": {str(r.mask): r.accuracy for r in dynamic.rows},
+            "int8_dynamic_mean": dynamic.mean["accuracy"], "int8_dynamic_cost": cost(ref, dynamic).to_dict(),
         },
     )

@@ -45,6 +45,10 @@ class CalibrationRecipe(StrictModel):
     max_frames: int = Field(16384, ge=1)
     batch: int = Field(64, ge=1)
     activation_calibration: Literal["minmax", "percentile", "entropy"] = "minmax"
+    # int8-dynamic quantizes a matrix product only when its fp32 weight is at least this large:
+    # smaller ones stay in the cache between frames, and quantizing their activations costs more
+    # than their weight reads (calibrate/dynamic.py)
+    dynamic_min_weight_kib: int = Field(1024, ge=0)
     budgets: Budgets = Budgets()
 
     def missing_rates(self, sensors: Sequence[str]) -> list[float]:

@@ -31,7 +31,7 @@ SIMULATED = TargetProfile(name="calibration", backend="onnxruntime",
                           onnxruntime=OrtOptions(graph_optimization="disable", intra_op_threads=1))
 REEXPORT = KINDS[MODEL_KIND][2]
 
-Assignment = Mapping[str, str]  # stage -> precision ("fp32" | "fp16" | "int8")
+Assignment = Mapping[str, str]  # stage -> precision (core.manifest.PRECISIONS)
 
 
 class VariantEngines:

@@ -31,10 +31,11 @@ MODEL_VERSION = 2  # 2: the checkpoint's sha256, typed manifests
 ENGINE_VERSION = 2
 MODEL_FORMAT: Literal["edgemoe-bundle/2"] = "edgemoe-bundle/2"  # f"{MODEL_KIND}/{MODEL_VERSION}"
 ENGINE_FORMAT: Literal["edgemoe-engines/2"] = "edgemoe-engines/2"
-PRECISIONS = ("fp32", "fp16", "int8")
+# int8-dynamic: int8 weights, activations quantized per call (ONNX Runtime only; calibrate/dynamic.py)
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 
 Sha256 = str  # 64 lowercase hex digits, checked by FileRef
-Precision = Literal["fp32", "fp16", "int8"]  # PRECISIONS
+Precision = Literal["fp32", "fp16", "int8", "int8-dynamic"]  # PRECISIONS
 
 
 class FileRef(StrictModel):
@@ -52,7 +53,7 @@ class FileRef(StrictModel):
 
 
 class Variant(FileRef):
-    """One precision of a stage's ONNX graph and how it was made (calibration facts for int8/fp16)."""
+    """One precision of a stage's ONNX graph and how it was made (calibration facts for int8/fp16/int8-dynamic)."""
 
     calibration: dict[str, Any] | None = None
 

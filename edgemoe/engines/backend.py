@@ -20,6 +20,8 @@ class Backend(Protocol):
     # whether it builds graphs with data-dependent shapes (a fused graph's routed experts:
     # NonZero, gather/scatter by the in-graph top-k)
     routed_graphs: bool
+    # the precisions whose graphs it builds (core.manifest.PRECISIONS, or fewer)
+    precisions: tuple[str, ...]
 
     def environment(self, target: TargetProfile) -> dict[str, Any]:
         """Versions and device facts recorded in the engine manifest at build time."""

@@ -38,9 +38,13 @@ def fused_masks(available: Mapping[int, FusedEntry], wanted: Sequence[int] | Non
     return sorted(set(wanted))
 
 
-def choose_precision(stage: str, entry: StageEntry, policy: str) -> str:
-    """``auto`` follows the manifest's per-stage choice; a forced precision must exist."""
+def choose_precision(stage: str, entry: StageEntry, policy: str, backend: Backend) -> str:
+    """``auto`` follows the manifest's per-stage choice; a forced precision must exist and be one
+    the backend builds."""
     precision = entry.precision.choice if policy == "auto" else policy
+    if precision not in backend.precisions:
+        raise BundleError(f"stage '{stage}': the {backend.name} backend does not build {precision} graphs (it builds "
+                          f"{list(backend.precisions)}); pick another precision")
     if precision not in entry.variants:
         raise BundleError(f"stage '{stage}': no {precision} variant in the bundle (has "
                           f"{sorted(entry.variants)}); run 'edgemoe calibrate' first or pick another precision")
@@ -59,6 +63,10 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
     max_dims = model.layout.max_dims(target.max_batch)
     masks = fused_masks(model.fused, fuse, bundle)
     _check_fused_forms(model, masks, backend)
+    precisions = {stage: choose_precision(stage, model.stages[stage], target.precision, backend)
+                  for stage in model.layout.stage_names() if stage in model.stages}
+    precisions.update({model.fused[m].stage: choose_precision(model.fused[m].stage, model.fused[m], target.precision,
+                                                              backend) for m in masks})
     with staged_directory(out, overwrite=force) as tmp:
         def build(stage: str, entry: StageEntry, precision: str, dims: dict[str, int]) -> dict[str, Any]:
             variant = entry.variants[precision]
@@ -78,14 +86,12 @@ def build_engines(bundle: Path, target: TargetProfile, out: Path, force: bool = 
             if stage not in model.stages:
                 raise BundleError(f"{bundle}: stage '{stage}' is missing from the manifest; {REBUILD}")
             entry = model.stages[stage]
-            engines[stage] = EngineEntry(**build(stage, entry, choose_precision(stage, entry, target.precision),
-                                                 max_dims))
+            engines[stage] = EngineEntry(**build(stage, entry, precisions[stage], max_dims))
         fused = {}
         for mask in masks:
             entry = model.fused[mask]
-            precision = choose_precision(entry.stage, entry, target.precision)
             fused[mask] = FusedEngineEntry(stage=entry.stage, sensors=entry.sensors, experts=entry.experts,
-                                           **build(entry.stage, entry, precision, FUSED_DIMS))
+                                           **build(entry.stage, entry, precisions[entry.stage], FUSED_DIMS))
         if model.constants is not None:
             shutil.copyfile(verify_file(bundle, model.constants, "constants", REBUILD), tmp / model.constants.file)
         manifest = EngineManifest(

@@ -14,7 +14,7 @@ from edgemoe.core.config import StrictModel, load_yaml_as, validate_as
 from edgemoe.core.errors import ConfigError
 from edgemoe.packaged import TARGETS
 
-Precision = Literal["auto", "fp32", "fp16", "int8"]
+Precision = Literal["auto", "fp32", "fp16", "int8", "int8-dynamic"]  # "auto" or core.manifest.PRECISIONS
 
 
 class OrtOptions(StrictModel):

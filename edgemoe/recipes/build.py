@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgemoe.core.manifest import PRECISIONS
 from edgemoe.recipes.conventions import StageTimer, emit_json, refuse_overwrite, require_directory_path
 
 if TYPE_CHECKING:
@@ -38,10 +39,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", type=Path, default=None, metavar="PUBKEY",
                         help="refuse a model bundle not signed by this Ed25519 public key ('edgemoe sign')")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default=None,
-                           help="precision of every stage, overriding the profile "
-                                "(auto: each stage's choice from 'edgemoe calibrate')")
-    for name in ("fp32", "fp16", "int8"):
+    precision.add_argument("--precision", choices=("auto", *PRECISIONS), default=None,
+                           help="precision of every stage, overriding the profile (auto: each stage's choice "
+                                "from 'edgemoe calibrate'; int8-dynamic: int8 weights of the large matrix "
+                                "products, the fast one on CPUs, ONNX Runtime only)")
+    for name in PRECISIONS:
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name,
                                help=f"same as --precision {name}")
     parser.add_argument("--workspace", type=int, default=None, metavar="MIB",

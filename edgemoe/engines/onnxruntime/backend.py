@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
+from edgemoe.core.manifest import PRECISIONS
 from edgemoe.engines.onnxruntime.engine import OrtEngine
 from edgemoe.engines.onnxruntime.lanes import shared_lanes
 from edgemoe.engines.target import TargetProfile
@@ -27,6 +28,7 @@ class OrtBackend:
     name = "onnxruntime"
     engine_suffix = ".onnx"
     routed_graphs = True
+    precisions: tuple[str, ...] = PRECISIONS
 
     def environment(self, target: TargetProfile) -> dict[str, Any]:
         return {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers()}

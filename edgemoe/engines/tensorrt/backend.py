@@ -17,7 +17,7 @@ from edgemoe.engines.tensorrt.detect import jetson_module, load_cudart, load_ten
 from edgemoe.engines.tensorrt.manifest import (
     L4T_RELEASE, check_environment, cuda_version_string, jetpack_for, parse_l4t_release,
 )
-from edgemoe.engines.tensorrt.profiles import is_static
+from edgemoe.engines.tensorrt.profiles import PRECISIONS, is_static
 
 if TYPE_CHECKING:
     from edgemoe.engines.tensorrt.engine import DeviceSession
@@ -66,6 +66,8 @@ class TensorRTBackend:
     # fused engines are static stages replayed as CUDA graphs (docs/tensorrt.md), which routed
     # experts' data-dependent shapes rule out: fused graphs for TensorRT have dense experts
     routed_graphs = False
+    # int8-dynamic graphs hold MatMulInteger, which TensorRT's ONNX parser does not take
+    precisions: tuple[str, ...] = PRECISIONS
 
     def __init__(self) -> None:
         self._session: DeviceSession | None = None  # created by the first load_stage
