@@ -204,6 +204,13 @@ def measure(cases: list[Case], budgets: list[int], args: argparse.Namespace) -> 
             for m, got in stage_breakdown(base, case.masks, pool, settings).items():
                 limit.setdefault((case.name, m), []).append(got["stage_sum"]["p50"])
                 dispatch.setdefault((case.name, m), []).append(got["dispatch_fraction_p50"])
+            # a fused engine is its mask's one stage: clocked the same way, inside frames of the runtime
+            # that deploys it, at each budget (one stage's launch..wait is its time at any budget)
+            for n, fused_runtime in case.fused_runtimes.items():
+                masks = sorted(fused_runtime.fused_masks)
+                for m, got in stage_breakdown(fused_runtime, masks, FramePool(fused_runtime, settings), settings).items():
+                    limit.setdefault((case.name, m, n), []).append(got["stage_sum"]["p50"])
+                    dispatch.setdefault((case.name, m, n), []).append(got["dispatch_fraction_p50"])
             for m in case.masks:
                 for n in budgets:
                     calls = case.calls[(m, n)]
@@ -243,11 +250,10 @@ def summarise(res: dict, cases: list[Case], budgets: list[int]) -> dict:
                 if (*key, "runtime_fused") in pr and np.median(pr[(*key, "runtime_fused")]) < np.median(staged):
                     path = "runtime_fused"
                 deployed = pr[(*key, path)]
-                # the deployed path's limit: its stages alone, or the fused engine's bare session
-                fused_alone = path == "runtime_fused"
-                own_limit = pr[(*key, "fused")] if fused_alone else lim
-                dispatch = (float(np.median(1 - np.asarray(pr[(*key, "fused")]) / np.asarray(deployed))) if fused_alone
-                            else float(np.median(res["dispatch"][(case.name, m)])))
+                # the deployed path's limit and dispatch: its stages', or its fused engine's at this budget
+                own = key if path == "runtime_fused" else (case.name, m)
+                own_limit = res["limit"][own]
+                dispatch = float(np.median(res["dispatch"][own]))
                 out[key] = {
                     "p50": {v: float(np.median(res["samples"][(*key, v)])) * 1e6
                             for v in VARIANTS if (*key, v) in res["samples"]},
@@ -283,8 +289,9 @@ def report(res: dict, table: dict, cases: list[Case], budgets: list[int], args: 
         f"at budget {budgets[0]} in every round. Dispatch = (frame − Σ stages) / frame at budget {budgets[0]} "
         "through the checked door (`infer`), profiler's own timing wrappers included. The deployed runtime's "
         "own limit and dispatch follow its path: for a staged mask the staged ones; for a fused mask (F) the "
-        "limit is its one stage, the fused engine's bare session (the fused column), and dispatch is "
-        "(deployed − fused) / deployed, what `Runtime.run` adds around that call. A fused engine's experts "
+        "limit is its one stage, the fused engine clocked the same way inside frames of the runtime that "
+        "deploys it, at the race's budget (one stage's launch..wait is its time at any budget), and dispatch "
+        "is (frame − that) / frame. A fused engine's experts "
         "are dense or routed as `edgemoe export --fused-experts auto` chose (the fused column runs the same "
         "form; the section names the routed masks).", "",
         f"Interleaved: {args.rounds} rounds × model × mask × budget × variant, {args.frames} frames per block, "
