@@ -206,6 +206,8 @@ def test_profile_writes_json_markdown_plots_and_compares(engines_dir: Path, tmp_
     assert 0 <= full["dispatch_fraction_p50"] < 1
     assert loaded["compiled_after_start"] == {"programs": 0, "bindings": 0}
     assert loaded["switch"]["patterns"]["full<->7"]["switches"] >= 2
+    jitter = loaded["switch"]["all"]["steady_ratio_to_steady_p50"]  # the reference a switch is read against
+    assert 0 < jitter["p50"] <= jitter["p99"] and "steady ratio p99" in (tmp_path / "profile.md").read_text()
     assert loaded["cold_start"]["load_s"] > 0 and loaded["memory"]["rss_after_load_mib"] > 0
     assert "skipped" in loaded["environment"]["jetson"]["nvpmodel"]
     at_rate = loaded["at_rate"]  # the mask with the most sensors, back to back and at the sensor rate

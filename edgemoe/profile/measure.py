@@ -331,12 +331,14 @@ def _switches(runtime: Runtime, masks: Sequence[int], pool: FramePool, settings:
 
 
 def _switch_stats(first: dict[int, list[float]], after: dict[int, list[float]]) -> dict[str, Any]:
-    """Switch frames' latency and their ratio to the steady p50 of the same mask in the pattern."""
+    """Switch frames' latency and their ratio to the steady p50 of the same mask in the pattern; the
+    steady frames' own ratio to that p50 is the reference, the machine's jitter with no switch."""
     ratios = [t / float(np.median(after[m])) for m, ts in first.items() if after.get(m) for t in ts]
+    jitter = [t / float(np.median(ts)) for m, ts in after.items() if m in first for t in ts]
     switch = [t for ts in first.values() for t in ts]
     steady = [t for ts in after.values() for t in ts]
     return {"switches": len(switch), "latency": percentiles(switch), "steady": percentiles(steady),
-            "ratio_to_steady_p50": _ratio_stats(ratios)}
+            "ratio_to_steady_p50": _ratio_stats(ratios), "steady_ratio_to_steady_p50": _ratio_stats(jitter)}
 
 
 def _ratio_stats(ratios: Sequence[float]) -> dict[str, float]:
@@ -400,6 +402,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             (v["dispatch"]["p50"] - v["timer_overhead_us"]) / v["instrumented_e2e"]["p50"] for v in masks.values()),
         "switch_ratio_p50": report["switch"]["all"]["ratio_to_steady_p50"]["p50"],
         "switch_ratio_p99": report["switch"]["all"]["ratio_to_steady_p50"]["p99"],
+        "steady_ratio_p99": report["switch"]["all"]["steady_ratio_to_steady_p50"]["p99"],
         "cold_start_s": report["cold_start"]["total_s"],
         "rss_load_delta_mib": report["memory"]["rss_load_delta_mib"],
         "compiled_after_start": report["compiled_after_start"],
