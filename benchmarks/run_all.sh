@@ -26,6 +26,7 @@ calibration_accuracy|benchmarks/calibration_accuracy.py|--split val
 profile_cpu|scripts/profile_latency.py|--frames 4 --rounds 1 --switch-frames 8
 profile_fused|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
 profile_precision|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
+profile_int8_dynamic|edgemoe profile|--frames 4 --rounds 1 --switch-frames 8
 budget_race|benchmarks/bench_budget.py|--frames 4 --rounds 1 --warmup 1
 budget_race_int8_dynamic|benchmarks/bench_budget.py|--frames 4 --rounds 1 --warmup 1
 paced_vs_tight|benchmarks/bench_paced.py|--frames 5 --rounds 1
@@ -138,10 +139,10 @@ if wanted profile_cpu; then
   "$PY" scripts/profile_latency.py "$ENGINES" --data "$DATA" --no-progress --out "$RESULTS"/profile_cpu $(flags profile_cpu)
   stamp "$RESULTS"/profile_cpu/profile.md
 fi
-compare() {  # A B OUT: B/A ratio tables of two engine bundles, each profiled on its own
+compare() {  # A B OUT [DATA]: B/A ratio tables of two engine bundles, each profiled on its own
   local a=$WORK/profiles/$(basename "$1") b=$WORK/profiles/$(basename "$2")
   for engines in "$1" "$2"; do
-    edgemoe profile "$engines" --data "$DATA" --no-progress --force --out "$WORK/profiles/$(basename "$engines")" \
+    edgemoe profile "$engines" --data "${4:-$DATA}" --no-progress --force --out "$WORK/profiles/$(basename "$engines")" \
       $(flags profile_fused) > /dev/null
   done
   edgemoe profile compare "$a" "$b" --compare-out "$3" > /dev/null
@@ -217,6 +218,16 @@ if wanted budget_race_int8_dynamic; then  # the same race at the CPU's int8 prec
     --case robot4_large "$LARGE/model.safetensors" "$LARGE/eng_dyn_t{threads}_fused" \
     --out "$RESULTS"/budget_race_int8_dynamic.md $(flags budget_race_int8_dynamic)
   stamp "$RESULTS"/budget_race_int8_dynamic.md
+fi
+if wanted profile_int8_dynamic; then  # the realistic config's deployed runtime at fp32 and at int8-dynamic
+  prepare_large
+  budget_engines "$LARGE/bundle" "$LARGE/eng" "$(camera_two_threads)"
+  calibrated_copy "$LARGE/bundle" "$LARGE/data" "$LARGE/bundle.calibrated"
+  budget_engines "$LARGE/bundle.calibrated" "$LARGE/eng_dyn" "$(camera_two_threads)" int8-dynamic
+  edgemoe profile "$LARGE/eng_t1_fused" "$LARGE/eng_dyn_t1_fused" --data "$LARGE/data" --no-progress --force \
+    --out "$RESULTS"/profile_int8_dynamic $(flags profile_int8_dynamic)
+  compare "$LARGE/eng_t1_fused" "$LARGE/eng_dyn_t1_fused" "$RESULTS"/profile_int8_dynamic/compare.md "$LARGE/data"
+  stamp "$RESULTS"/profile_int8_dynamic/profile.md "$RESULTS"/profile_int8_dynamic/compare.md
 fi
 if wanted budget_race; then
   "$PY" benchmarks/bench_budget.py --threads 1 2 --case robot4 "$CKPT" "$WORK/eng_robot4_t{threads}_fused" \
