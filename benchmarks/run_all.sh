@@ -207,12 +207,15 @@ if wanted budget_race || wanted paced_vs_tight || wanted expert_bank; then
   budget_engines "$BUNDLE" "$WORK/eng_robot4"
   budget_engines "$LARGE/bundle" "$LARGE/eng" "$(camera_two_threads)"
 fi
-if wanted budget_race_int8_dynamic; then  # the same race at the CPU's int8 precision, on calibrated bundles
+large_int8_dynamic() {  # the realistic model calibrated and built at int8-dynamic ($LARGE/eng_dyn_*)
   prepare_large
-  calibrated_copy "$BUNDLE" "$DATA" "$WORK/bundle.calibrated"
   calibrated_copy "$LARGE/bundle" "$LARGE/data" "$LARGE/bundle.calibrated"
-  budget_engines "$WORK/bundle.calibrated" "$WORK/eng_robot4_dyn" "$WORK/cpu_t2.yaml" int8-dynamic
   budget_engines "$LARGE/bundle.calibrated" "$LARGE/eng_dyn" "$(camera_two_threads)" int8-dynamic
+}
+if wanted budget_race_int8_dynamic; then  # the same race at the CPU's int8 precision, on calibrated bundles
+  large_int8_dynamic
+  calibrated_copy "$BUNDLE" "$DATA" "$WORK/bundle.calibrated"
+  budget_engines "$WORK/bundle.calibrated" "$WORK/eng_robot4_dyn" "$WORK/cpu_t2.yaml" int8-dynamic
   "$PY" benchmarks/bench_budget.py --threads 1 2 --precision int8-dynamic \
     --case robot4 "$CKPT" "$WORK/eng_robot4_dyn_t{threads}_fused" \
     --case robot4_large "$LARGE/model.safetensors" "$LARGE/eng_dyn_t{threads}_fused" \
@@ -220,10 +223,8 @@ if wanted budget_race_int8_dynamic; then  # the same race at the CPU's int8 prec
   stamp "$RESULTS"/budget_race_int8_dynamic.md
 fi
 if wanted profile_int8_dynamic; then  # the realistic config's deployed runtime at fp32 and at int8-dynamic
-  prepare_large
+  large_int8_dynamic
   budget_engines "$LARGE/bundle" "$LARGE/eng" "$(camera_two_threads)"
-  calibrated_copy "$LARGE/bundle" "$LARGE/data" "$LARGE/bundle.calibrated"
-  budget_engines "$LARGE/bundle.calibrated" "$LARGE/eng_dyn" "$(camera_two_threads)" int8-dynamic
   edgemoe profile "$LARGE/eng_t1_fused" "$LARGE/eng_dyn_t1_fused" --data "$LARGE/data" --no-progress --force \
     --out "$RESULTS"/profile_int8_dynamic $(flags profile_int8_dynamic)
   compare "$LARGE/eng_t1_fused" "$LARGE/eng_dyn_t1_fused" "$RESULTS"/profile_int8_dynamic/compare.md "$LARGE/data"

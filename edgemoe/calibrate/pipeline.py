@@ -19,7 +19,7 @@ from edgemoe.calibrate.dynamic import DYNAMIC, quantize_dynamic_stage
 from edgemoe.calibrate.fp16 import convert_stage
 from edgemoe.calibrate.fused import choose_fused_precision, fused_set
 from edgemoe.calibrate.int8 import READER_CHUNK, quantization_record, quantize_stage
-from edgemoe.calibrate.precision import AutoPrecision, choose_precisions, cost
+from edgemoe.calibrate.precision import AutoPrecision, Cost, choose_precisions, cost
 from edgemoe.calibrate.recipe import CalibrationRecipe
 from edgemoe.calibrate.sets import (
     CalibrationSets,
@@ -100,7 +100,7 @@ def calibrate_bundle(bundle: Path, data: Path, recipe: CalibrationRecipe, sets: 
                                  recipe, log)
         manifest = manifest.model_copy(update={"stages": stages, "fused": fused,
                                                "calibration": _summary(recipe, sets_file, tmp, digest, report, auto,
-                                                                       dynamic)})
+                                                                       dynamic, dynamic_cost)})
         write_manifest(tmp, manifest)
     return CalibrationResult(manifest, digest, report, auto)
 
@@ -149,9 +149,11 @@ def _calibrate_fused(directory: Path, manifest: ModelManifest, calib: Split, val
 
 
 def _summary(recipe: CalibrationRecipe, sets_file: str, directory: Path, digest: str,
-             report: CollectionReport | None, auto: AutoPrecision, dynamic: EvalTable) -> CalibrationSummary:
+             report: CollectionReport | None, auto: AutoPrecision, dynamic: EvalTable,
+             dynamic_cost: Cost) -> CalibrationSummary:
     """What calibration measured; ``dynamic`` is every stage at int8-dynamic (what ``build
-    --precision int8-dynamic`` deploys), scored like the auto assignment."""
+    --precision int8-dynamic`` deploys), scored like the auto assignment, and ``dynamic_cost`` its
+    drop from fp32."""
     ref, fin, c = auto.reference, auto.final, auto.final_cost
     return CalibrationSummary(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -166,6 +168,6 @@ def _summary(recipe: CalibrationRecipe, sets_file: str, directory: Path, digest:
             "fp32_mean": ref.mean["accuracy"], "auto_mean": fin.mean["accuracy"],
             "auto_cost": c.to_dict(), "demoted": auto.demoted,
             "int8_dynamic": {str(r.mask): r.accuracy for r in dynamic.rows},
-            "int8_dynamic_mean": dynamic.mean["accuracy"], "int8_dynamic_cost": cost(ref, dynamic).to_dict(),
+            "int8_dynamic_mean": dynamic.mean["accuracy"], "int8_dynamic_cost": dynamic_cost.to_dict(),
         },
     )
