@@ -7,11 +7,15 @@ in the shapes of whatever config it is given, so every stage, export and runtime
   no sensor alone can cancel it, any two can, so a sensor's best weighting depends on which others
   are present.
 - ``units``: sensors in their own physical units (offsets and scales over five orders of
-  magnitude, per channel) and with graded information, so masks of 1, 2 and 3 sensors spread out.
-- ``fleet``: the ``units`` sensors' graded information (in standard units, so this regime is about
-  availability alone) with a mild disturbance, logged by a fleet on which the camera is recorded
-  for 15% and the scan for 80% of the training and validation samples; tested on every mask with
-  every sensor recorded.
+  magnitude, per channel) and with graded information, so masks of 1, 2 and 3 sensors spread out;
+  they feel the same common-mode disturbance as in ``nuisance``.
+- ``fleet``: the ``units`` sensors in standard units (so this regime is about availability
+  alone), logged by a fleet on which the camera is recorded for 15% and the scan for 80% of the
+  training and validation samples; tested on every mask with every sensor recorded.
+
+Every regime but robot4 carries the disturbance: without one, sensors are independent given the
+class, a sum of per-sensor evidence is Bayes-optimal on every mask, and the zero-fill model is
+already as good as dedicated ones (the first ``units`` design: headroom -0.1 pts).
 - ``robot4``: the default synthetic robot (sanity regime); its five masks that see only two of
   the three class factors are capped near 50% and reported apart.
 
@@ -38,6 +42,10 @@ from edgemoe.data.synthetic import SEES, generate_split
 # on `nuisance` (headroom 3.9 pts, benchmarks/results/accuracy_suite.md); at this size and 8
 # epochs, the few-sensor masks stay as data-starved as they are on a real fleet (5.9 pts, 3 seeds).
 SIZES = {"train": 2000, "val": 300, "test": 1000}
+# A fleet logs far more than a bench rig; what fails is the skew. At 2000 training samples the
+# camera's 15% left each camera mask's dedicated model ~300 samples, 7.5 pts below the single
+# model, so the regime had no dedicated reference to measure headroom against.
+FLEET_SIZES = {**SIZES, "train": 8000}
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,9 @@ def _record(split: Split, config: ModelConfig, availability: dict[str, float], r
     return Split(frames, split.label, bits_to_masks(bits))
 
 
-def _loading(seed: int, strength: float = 1.0) -> tuple[tuple[float, ...], ...]:
+def _loading(seed: int) -> tuple[tuple[float, ...], ...]:
     """A full-rank 3x3 disturbance loading, drawn once from a fixed seed."""
-    matrix = np.random.default_rng(seed).normal(0, strength / np.sqrt(3), (3, 3))
+    matrix = np.random.default_rng(seed).normal(0, 1 / np.sqrt(3), (3, 3))
     return tuple(tuple(float(v) for v in row) for row in matrix)
 
 
@@ -115,14 +123,19 @@ UNITS: dict[str, dict[str, Any]] = {
              "scale": (0.1, 0.05, 300.0, 300.0, 0.4, 3.0, 0.5, 0.02)},
 }
 # Graded information: the camera sees every factor well, the scan less, the IMU mostly the
-# motion-related factors, odometry little of anything.
-GRADED = {"camera": (1.1, 0.9, 0.7), "scan": (0.6, 0.8, 0.4), "imu": (0.25, 0.5, 0.7), "odom": (0.45, 0.2, 0.35)}
+# motion-related factors, odometry little of anything (mean gain 0.8 against nuisance's 1).
+GRADED = {"camera": (1.65, 1.35, 1.05), "scan": (0.9, 1.2, 0.6), "imu": (0.375, 0.75, 1.05),
+          "odom": (0.675, 0.3, 0.525)}
+NOISE = 0.4
+DISTURBANCE = 2.5  # s.d. of the common-mode disturbance; the class signal is +-1
+SENSORS = ("camera", "scan", "imu", "odom")
 
 
-def _graded(disturbance_loading: float, units: bool) -> dict[str, SensorPhysics]:
-    return {name: SensorPhysics(gains=GRADED[name], noise=0.6, loading=_loading(10 + i, disturbance_loading),
-                                **(UNITS[name] if units else {}))
-            for i, name in enumerate(GRADED)}
+def _graded(units: bool) -> SensorModel:
+    """The graded sensors, each with its own loading of the disturbance (nuisance's loadings)."""
+    return SensorModel({name: SensorPhysics(gains=GRADED[name], noise=NOISE, loading=_loading(i),
+                                            **(UNITS[name] if units else {}))
+                        for i, name in enumerate(SENSORS)}, disturbance=DISTURBANCE)
 
 
 REGIMES: dict[str, Regime] = {
@@ -130,20 +143,22 @@ REGIMES: dict[str, Regime] = {
         "nuisance",
         "a common-mode disturbance (s.d. 2.5, above the signal) through full-rank per-sensor loadings; "
         "any pair cancels it",
-        SensorModel({name: SensorPhysics(gains=(1.0, 1.0, 1.0), noise=0.4, loading=_loading(i))
-                     for i, name in enumerate(("camera", "scan", "imu", "odom"))}, disturbance=2.5),
+        SensorModel({name: SensorPhysics(gains=(1.0, 1.0, 1.0), noise=NOISE, loading=_loading(i))
+                     for i, name in enumerate(SENSORS)}, disturbance=DISTURBANCE),
     ),
     "units": Regime(
         "units",
-        "physical units per channel (scales 0.01..300, offsets up to 15000) and graded information",
-        SensorModel(_graded(0.0, units=True)),
+        "physical units per channel (scales 0.01..300, offsets up to 15000), graded information and "
+        "the common-mode disturbance",
+        _graded(units=True),
     ),
     "fleet": Regime(
         "fleet",
-        "the graded sensors in standard units with a mild disturbance (s.d. 0.5); camera recorded for 15%, "
-        "scan for 80% of training/validation samples",
-        SensorModel(_graded(1.0, units=False), disturbance=0.5),
+        "the graded sensors in standard units; camera recorded for 15%, scan for 80% of "
+        f"{FLEET_SIZES['train']} training (and the validation) samples",
+        _graded(units=False),
         availability={"camera": 0.15, "scan": 0.8},
+        sizes=dict(FLEET_SIZES),
     ),
     "robot4": Regime("robot4", "the default synthetic robot (sanity); capped masks reported apart", None),
 }
