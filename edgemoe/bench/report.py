@@ -266,25 +266,27 @@ def plot(result: BenchResult, path: Path, title: str, ceiling: dict[int, float] 
     masks = all_masks(result.config.num_sensors)
     labels = [mask_label(c, result.config.sensor_names) for c in masks]
     x = np.arange(len(masks))
-    fig, ax = plt.subplots(figsize=(13, 5.5))
+    fig, ax = plt.subplots(figsize=(15, 5.5))
     width = 0.8 / len(result.masks)
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two methods share one
     for j, method in enumerate(result.masks):
         acc = seed_mean(result, method)
-        ax.bar(x + j * width, [acc[c] for c in masks], width, label=method,
+        ax.bar(x + j * width, [acc[c] for c in masks], width, label=method, color=colours[j % len(colours)],
                hatch="//" if method == DEDICATED else None)
     if ceiling:
         ax.scatter(x + 0.4 - width / 2, [ceiling[c] for c in masks], marker="_", s=900, color="black",
                    linewidths=2, label="Bayes ceiling", zorder=3)
     ax.set_xticks(x + 0.4 - width / 2, labels, rotation=40, ha="right", fontsize=11)
     ax.set_ylabel("test accuracy (mean over seeds)", fontsize=12)
-    ax.set_ylim(0, 1.2)  # room above 1.0 for the legend, clear of every bar
+    ax.set_ylim(0, 1.02)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=10, ncol=min(len(result.masks) + 1, 7), loc="upper center")
+    # beside the axes, one entry per line: a dozen method names never fit above the bars
+    ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title(title, fontsize=12)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
