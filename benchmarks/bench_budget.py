@@ -81,10 +81,10 @@ class Case:
         self.setup: dict[int, str] = {}
         feed_eager, run_eager = eager_call(self.model)
         self.names = self.model.config.sensor_names
-        min_weight_kib = None
+        thresholds = {}
         for n in budgets:
             bundle = load_engine_bundle(Path(engines.format(threads=n)))
-            min_weight_kib = bundle_precision(bundle, precision)
+            thresholds[str(bundle.path)] = bundle_precision(bundle, precision)
             options = OrtOptions.model_validate(bundle.manifest.target["onnxruntime"])
             used = threads_used(options, bundle.manifest.layout.stage_names())
             if used > n:
@@ -93,6 +93,10 @@ class Case:
             self.setup[n] = describe_threads(options, len(bundle.fused))
             if bundle.fused:
                 self.fused_runtimes[n] = Runtime(bundle)
+        if len(set(thresholds.values())) > 1:
+            raise SystemExit(f"the budgets' bundles were quantized with different int8-dynamic weight thresholds "
+                             f"(KiB): {thresholds}; calibrate them with one recipe")
+        min_weight_kib = next(iter(thresholds.values()))
         # the bare fused session of a mask has the expert form of the bundle's fused engine (dense if none)
         forms = {m: e.experts for rt in self.fused_runtimes.values() for m, e in rt.bundle.manifest.fused.items()}
         mono_graph = at_precision(export_monolithic(self.model).SerializeToString(), precision, min_weight_kib)
@@ -150,7 +154,12 @@ def bundle_precision(bundle: Any, precision: str) -> int | None:
                          f"('edgemoe build --precision {precision}')")
     if precision == "fp32":
         return None
-    return next(iter(bundle.manifest.engines.values())).calibration["min_weight_kib"]
+    engines = [*bundle.manifest.engines.items(), *bundle.manifest.fused.items()]
+    found = {name: e.calibration["min_weight_kib"] for name, e in engines}
+    if len(set(found.values())) > 1:
+        raise SystemExit(f"{bundle.path}: engines quantized with different int8-dynamic weight thresholds "
+                         f"(KiB): {found}")
+    return next(iter(found.values()))
 
 
 def at_precision(graph: bytes, precision: str, min_weight_kib: int | None) -> bytes:

@@ -51,13 +51,14 @@ def large_products(graph: onnx.GraphProto, min_weight_kib: int) -> list[str]:
 def quantize_dynamic_stage(stage: str, source: Path, out: Path, min_weight_kib: int) -> dict[str, Any]:
     """Write ``source``'s int8-dynamic graph to ``out``; return how it was made, for the manifest.
     A stage with no large product is written unchanged (its int8-dynamic engine is its fp32 one)."""
-    nodes = large_products(onnx.load(source, load_external_data=False).graph, min_weight_kib)
+    model = onnx.load(source)  # parsed once: chosen from here, quantized from here
+    nodes = large_products(model.graph, min_weight_kib)
     if not nodes:  # the quantizer reads an empty selection as "every node"
         shutil.copyfile(source, out)
         return {**RECORD, "min_weight_kib": min_weight_kib, "quantized": 0}
     try:
         with quantizer_records_to_package_logger():
-            quantize_dynamic(source, out, weight_type=QuantType.QInt8, per_channel=True,
+            quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=list(QUANTIZED_OPS),
                              # it rewrites each Gemm into a MatMul named "<gemm>_MatMul" before choosing
                              nodes_to_quantize=[*nodes, *(f"{n}_MatMul" for n in nodes)],
