@@ -40,7 +40,7 @@ from edgemoe.data.synthetic import SEES, generate_split
 
 # The suite's data budget. At 4000 train samples and 15 epochs the zero-fill model catches up
 # on `nuisance` (headroom 3.9 pts, benchmarks/results/accuracy_suite.md); at this size and 8
-# epochs, the few-sensor masks stay as data-starved as they are on a real fleet (5.9 pts, 3 seeds).
+# epochs, the few-sensor masks stay as data-starved as they are on a real fleet (5.7 pts, 3 seeds).
 SIZES = {"train": 2000, "val": 300, "test": 1000}
 # A fleet logs far more than a bench rig; what fails is the skew. At 2000 training samples the
 # camera's 15% left each camera mask's dedicated model ~300 samples, 7.5 pts below the single
