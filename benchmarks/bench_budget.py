@@ -24,8 +24,9 @@ forward, the framework a model is trained in, and its output is checked against 
 the quantization's tolerance instead of 1e-4.
 
 Everything is interleaved (round r: for each model, mask and budget, a block of frames of each
-variant in turn, in a seeded random order drawn afresh for every block) so the machine's other load lands on all of them; ratios are per round, the
-median is reported with the [min-max over rounds] spread. Outputs are checked equal first.
+variant in turn, in a seeded random order drawn afresh for every block) so the machine's other
+load lands on all of them; ratios are per round, the median is reported with the [min-max over
+rounds] spread. Outputs are checked equal first.
 
     python benchmarks/bench_budget.py --threads 1 2 \
         --case robot4 runs/robot4.safetensors 'runs/eng_robot4_t{threads}' \
@@ -81,10 +82,10 @@ class Case:
         self.setup: dict[int, str] = {}
         feed_eager, run_eager = eager_call(self.model)
         self.names = self.model.config.sensor_names
-        thresholds = {}
+        thresholds: dict[str, int | None] = {}
         for n in budgets:
             bundle = load_engine_bundle(Path(engines.format(threads=n)))
-            thresholds[str(bundle.path)] = bundle_precision(bundle, precision)
+            thresholds.update(bundle_precision(bundle, precision))
             options = OrtOptions.model_validate(bundle.manifest.target["onnxruntime"])
             used = threads_used(options, bundle.manifest.layout.stage_names())
             if used > n:
@@ -94,8 +95,8 @@ class Case:
             if bundle.fused:
                 self.fused_runtimes[n] = Runtime(bundle)
         if len(set(thresholds.values())) > 1:
-            raise SystemExit(f"the budgets' bundles were quantized with different int8-dynamic weight thresholds "
-                             f"(KiB): {thresholds}; calibrate them with one recipe")
+            raise SystemExit(f"engines quantized with different int8-dynamic weight thresholds (KiB): {thresholds}; "
+                             "calibrate every budget's bundle with one recipe")
         min_weight_kib = next(iter(thresholds.values()))
         # the bare fused session of a mask has the expert form of the bundle's fused engine (dense if none)
         forms = {m: e.experts for rt in self.fused_runtimes.values() for m, e in rt.bundle.manifest.fused.items()}
@@ -145,21 +146,17 @@ class Case:
                     assert np.abs(out - ref).max() < tolerance, f"{self.name} mask {m}: {v} at {n} threads differs"
 
 
-def bundle_precision(bundle: Any, precision: str) -> int | None:
-    """Refuse an engine bundle not built at ``precision``; return its int8-dynamic weight threshold
-    (KiB, from the engines' records), which the monolithic and fused sessions are quantized with."""
+def bundle_precision(bundle: Any, precision: str) -> dict[str, int | None]:
+    """Refuse an engine bundle not built at ``precision``; return each engine's int8-dynamic weight
+    threshold (KiB, from its record; None at fp32) by ``bundle/engine``. They must agree: the
+    monolithic and fused sessions are quantized with it."""
     built = {e.precision for e in [*bundle.manifest.engines.values(), *bundle.manifest.fused.values()]}
     if built != {precision}:
         raise SystemExit(f"{bundle.path}: engines built at {sorted(built)}, not {precision} only "
                          f"('edgemoe build --precision {precision}')")
-    if precision == "fp32":
-        return None
     engines = [*bundle.manifest.engines.items(), *bundle.manifest.fused.items()]
-    found = {name: e.calibration["min_weight_kib"] for name, e in engines}
-    if len(set(found.values())) > 1:
-        raise SystemExit(f"{bundle.path}: engines quantized with different int8-dynamic weight thresholds "
-                         f"(KiB): {found}")
-    return next(iter(found.values()))
+    return {f"{bundle.path}/{name}": None if precision == "fp32" else e.calibration["min_weight_kib"]
+            for name, e in engines}
 
 
 def at_precision(graph: bytes, precision: str, min_weight_kib: int | None) -> bytes:

@@ -12,12 +12,12 @@ in the shapes of whatever config it is given, so every stage, export and runtime
 - ``fleet``: the ``units`` sensors in standard units (so this regime is about availability
   alone), logged by a fleet on which the camera is recorded for 15% and the scan for 80% of the
   training and validation samples; tested on every mask with every sensor recorded.
+- ``robot4``: the default synthetic robot (sanity regime); its five masks that see only two of
+  the three class factors are capped near 50% and reported apart.
 
 Every regime but robot4 carries the disturbance: without one, sensors are independent given the
 class, a sum of per-sensor evidence is Bayes-optimal on every mask, and the zero-fill model is
 already as good as dedicated ones (the first ``units`` design: headroom -0.1 pts).
-- ``robot4``: the default synthetic robot (sanity regime); its five masks that see only two of
-  the three class factors are capped near 50% and reported apart.
 
 ``docs/dataset.md`` gives each regime's parameters and why. The parameters model the failure
 mode; they are not chosen for any method.
@@ -131,9 +131,10 @@ DISTURBANCE = 2.5  # s.d. of the common-mode disturbance; the class signal is +-
 SENSORS = ("camera", "scan", "imu", "odom")
 
 
-def _graded(units: bool) -> SensorModel:
-    """The graded sensors, each with its own loading of the disturbance (nuisance's loadings)."""
-    return SensorModel({name: SensorPhysics(gains=GRADED[name], noise=NOISE, loading=_loading(i),
+def _disturbed(gains: dict[str, tuple[float, float, float]], units: bool = False) -> SensorModel:
+    """Sensors with these gains under the common-mode disturbance, each through its own loading
+    (the same loadings in every regime), in physical units or standard ones."""
+    return SensorModel({name: SensorPhysics(gains=gains[name], noise=NOISE, loading=_loading(i),
                                             **(UNITS[name] if units else {}))
                         for i, name in enumerate(SENSORS)}, disturbance=DISTURBANCE)
 
@@ -143,20 +144,19 @@ REGIMES: dict[str, Regime] = {
         "nuisance",
         "a common-mode disturbance (s.d. 2.5, above the signal) through full-rank per-sensor loadings; "
         "any pair cancels it",
-        SensorModel({name: SensorPhysics(gains=(1.0, 1.0, 1.0), noise=NOISE, loading=_loading(i))
-                     for i, name in enumerate(SENSORS)}, disturbance=DISTURBANCE),
+        _disturbed({name: (1.0, 1.0, 1.0) for name in SENSORS}),
     ),
     "units": Regime(
         "units",
         "physical units per channel (scales 0.01..300, offsets up to 15000), graded information and "
         "the common-mode disturbance",
-        _graded(units=True),
+        _disturbed(GRADED, units=True),
     ),
     "fleet": Regime(
         "fleet",
         "the graded sensors in standard units; camera recorded for 15%, scan for 80% of "
         f"{FLEET_SIZES['train']} training (and the validation) samples",
-        _graded(units=False),
+        _disturbed(GRADED),
         availability={"camera": 0.15, "scan": 0.8},
         sizes=dict(FLEET_SIZES),
     ),

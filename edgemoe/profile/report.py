@@ -8,8 +8,8 @@ Markdown says why there are no plots.
 from __future__ import annotations
 
 import json
-from math import nan
 from collections.abc import Sequence
+from math import nan
 from pathlib import Path
 from typing import Any
 
