@@ -91,5 +91,7 @@ def test_method_options_switch_their_part_or_rule_on_and_unknown_ones_are_named(
     assert (cfg.training.mask_sampling, cfg.training.sensor_probe_weight, cfg.training.seed) == ("uniform", 1.0, 1)
     assert _seeded(config, "smoe+fusion+nomessages", 0, settings, 1).model.fusion_messages is False
     assert _seeded(config, "smoe+solo", 0, settings, 1).training.solo_pass_weight == SOLO_WEIGHT > 0
+    assert _seeded(config, "smoe+slots", 0, settings, 1).model.readout == "slots"
+    assert _seeded(config, "confsmoe+pooled", 0, settings, 1).model.readout == "mean"
     with pytest.raises(ConfigError, match="unknown option 'fusoin'"):
         _seeded(config, "smoe+fusoin", 0, settings, 1)

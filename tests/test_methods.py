@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgemoe.calibrate.collect import RecordingEngine
 from edgemoe.core.mask import all_masks, full_mask, masks_to_bits
 from edgemoe.core.schema import ModelConfig
 from edgemoe.data.dataset import Split
@@ -40,12 +41,15 @@ BATCH = 8
 ATOL = 1e-4
 TRAIN_SAMPLES = 256
 
-METHODS = [("smoe", "softmax", "none"), ("smoe", "gaussian", "none"), ("dense", "softmax", "none"),
-           ("flexmoe", "softmax", "none"), ("confsmoe", "softmax", "none"), ("confsmoe", "gaussian", "none"),
-           ("mars", "softmax", "none"), ("mars", "laplace", "none"),
+# (method, gate, fusion, readout); readout None is the method's own (slots for confsmoe, with its
+# imputers after the experts; mean otherwise)
+METHODS = [("smoe", "softmax", "none", None), ("smoe", "gaussian", "none", "slots"),
+           ("dense", "softmax", "none", None), ("flexmoe", "softmax", "none", None),
+           ("confsmoe", "softmax", "none", None), ("confsmoe", "gaussian", "none", "mean"),
+           ("mars", "softmax", "none", None), ("mars", "laplace", "none", None),
            # cross-sensor fusion: a stage whose token count follows the mask
-           ("smoe", "softmax", "attention"), ("flexmoe", "softmax", "attention"),
-           ("confsmoe", "softmax", "attention"), ("mars", "softmax", "attention")]
+           ("smoe", "softmax", "attention", None), ("flexmoe", "softmax", "attention", "slots"),
+           ("confsmoe", "softmax", "attention", None), ("mars", "softmax", "attention", "slots")]
 
 
 def fused_masks_of(variant: int, num_sensors: int) -> tuple[int, ...]:
@@ -54,9 +58,11 @@ def fused_masks_of(variant: int, num_sensors: int) -> tuple[int, ...]:
     return tuple(sorted({full_mask(num_sensors), *masks[variant % 4 :: 4]}))
 
 
-def short_config(config: ModelConfig, method: str, gate: str, fusion: str = "none") -> ModelConfig:
+def short_config(config: ModelConfig, method: str, gate: str, fusion: str = "none",
+                 readout: str | None = None) -> ModelConfig:
     return config.model_copy(update={
-        "model": config.model.model_copy(update={"method": method, "gate": gate, "fusion": fusion}),
+        "model": config.model.model_copy(update={"method": method, "gate": gate, "fusion": fusion,
+                                                 "readout": readout}),
         "training": config.training.model_copy(update={"epochs": 1, "batch_size": 64}),
     })
 
@@ -109,16 +115,19 @@ def assert_parity(model: torch.nn.Module, engines_dir: Path, split: Split, masks
     bundle.close()
 
 
-@pytest.mark.parametrize(("method", "gate", "fusion"), METHODS,
-                         ids=[f"{m}-{g}" + ("-fusion" if f != "none" else "") for m, g, f in METHODS])
+@pytest.mark.parametrize(("method", "gate", "fusion", "readout"), METHODS,
+                         ids=[f"{m}-{g}" + ("-fusion" if f != "none" else "") + (f"-{r}" if r else "")
+                              for m, g, f, r in METHODS])
 def test_method_exports_with_engine_parity_on_every_mask(
-    method: str, gate: str, fusion: str, config: ModelConfig, dataset: dict[str, Split], tmp_path: Path
+    method: str, gate: str, fusion: str, readout: str | None, config: ModelConfig, dataset: dict[str, Split],
+    tmp_path: Path
 ) -> None:
-    cfg = short_config(config, method, gate, fusion)
-    fuse = fused_masks_of(METHODS.index((method, gate, fusion)), config.num_sensors)
+    cfg = short_config(config, method, gate, fusion, readout)
+    fuse = fused_masks_of(METHODS.index((method, gate, fusion, readout)), config.num_sensors)
     model, engines = train_export_build(cfg, small(dataset["train"], TRAIN_SAMPLES),
                                         small(dataset["val"], 64), tmp_path, fuse=fuse)
     assert model.config.model.method == method
+    assert model.layout().readout == (readout or ("slots" if method == "confsmoe" else "mean"))
     assert load_engine_bundle(engines).fused.keys() == set(fuse)
     assert_parity(model, engines, dataset["test"], all_masks(config.num_sensors))
 
@@ -168,6 +177,36 @@ def test_confidence_model_has_no_load_balancing_term(config: ModelConfig, datase
     terms = model.loss_terms(out, torch.from_numpy(part.label))
     assert "load_balance" not in terms and set(terms) >= {"task", "confidence", "probe"}
     assert model.layout().mixing == "confidence" and model.layout().filler == "imputer"
+
+
+def test_confsmoe_imputes_missing_slots_after_the_experts_from_their_outputs(
+        config: ModelConfig, dataset: dict[str, Split]) -> None:
+    """Conf-SMoE's public design: the experts see the present sensors' tokens only; each missing
+    sensor's imputer runs after them, on the present sensors' expert outputs, and the head reads
+    one slot per sensor."""
+    torch.manual_seed(0)
+    model = build_model(short_config(config, "confsmoe", "softmax")).eval()
+    layout = model.layout()
+    assert layout.imputes_after_experts and layout.readout_width == config.num_sensors * layout.dim
+    batch, mask, d = 4, 0b0101, layout.dim  # camera and imu present; scan and odom imputed
+    part = small(dataset["test"], batch)
+    present = torch.from_numpy(masks_to_bits(np.full(batch, mask), config.num_sensors))
+    with torch.no_grad():
+        out = model(to_tensors(part.frames), present)
+    token_mask = out.trace.token_mask
+    assert not out.trace.tokens[~token_mask].any()  # nothing imputed before the experts
+    outputs = out.trace.combined.tokens.reshape(*token_mask.shape, d)
+    context = outputs[token_mask].reshape(batch, -1, d).numpy()
+    engines = dict(torch_engines(model, batch))
+    seen: list[dict[str, np.ndarray]] = []
+    engines["imputer[scan]"] = RecordingEngine(engines["imputer[scan]"], seen)
+    frames = {i: part.frames[name] for i, name in enumerate(config.sensor_names) if mask >> i & 1}
+    result = PlanExecutor(layout, engines, batch).run(mask, frames)
+    np.testing.assert_allclose(seen[0]["context"], context, atol=1e-5)
+    np.testing.assert_allclose(result.probs, torch.softmax(out.logits, -1).numpy(), atol=1e-5)
+    ran = result.stages_run
+    last_expert = max(i for i, stage in enumerate(ran) if stage.startswith("expert["))
+    assert ran[last_expert + 1 :] == ("imputer[scan]", "imputer[odom]", "head")
 
 
 def test_sensor_probes_train_each_present_sensors_own_encoder(config: ModelConfig, dataset: dict[str, Split]) -> None:

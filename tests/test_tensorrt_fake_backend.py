@@ -14,6 +14,7 @@ import pytest
 
 from edgemoe.core.bundle import read_model_manifest
 from edgemoe.core.mask import all_masks, mask_names
+from edgemoe.core.schema import ModelConfig
 from edgemoe.core.stages import fused_stage
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.target import TargetProfile, known_targets, load_target
@@ -186,3 +187,38 @@ def test_the_device_check_verdict_runs_on_the_fake(bundle: Path, tmp_path: Path)
         assert len(result["masks"]) == 2 ** len(read_model_manifest(bundle).layout.sensors) - 1
         assert result["environment"]["sm_count"] == DEVICES["jetson-orin-nano"].sm_count
     assert "| 15 | camera+scan+imu+odom | 1 |" in (tmp_path / "device-check.md").read_text()  # the fused engine
+
+
+def test_a_slots_model_with_late_imputers_builds_and_answers_like_onnxruntime(config: ModelConfig,
+                                                                               tmp_path: Path) -> None:
+    """Conf-SMoE's public readout on TensorRT: each imputer runs after the experts on the present
+    sensors' expert outputs, whose count follows the mask (its profile spans it), and the head
+    reads one slot per sensor."""
+    import torch
+
+    from edgemoe.model.registry import build_model
+    from edgemoe.train.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = config.model_copy(update={"model": config.model.model_copy(update={"method": "confsmoe"})})
+    torch.manual_seed(0)
+    save_checkpoint(build_model(cfg).eval(), tmp_path / "model.safetensors", {"best_epoch": 0})
+    write_bundle(load_checkpoint(tmp_path / "model.safetensors"), tmp_path / "bundle", fuse_masks=(0b0101,),
+                 fused_experts="dense")
+    build_engines(tmp_path / "bundle", load_target("cpu"), tmp_path / "ort")
+    profile = next(name for name in TRT_PROFILES if load_target(name).tensorrt.dla_core is None)
+    target = load_target(profile)
+    spec = cfg.model
+    with installed(DEVICES[profile]):
+        manifest = build_engines(tmp_path / "bundle", target, tmp_path / "trt").model_dump(mode="json")
+        context = manifest["engines"]["imputer[scan]"]["profiles"]["context"]
+        assert context["min"][1] == 1 and context["max"][1] == (cfg.num_sensors - 1) * spec.tokens_per_sensor
+        assert manifest["engines"]["head"]["profiles"]["pooled"]["max"] == [target.max_batch,
+                                                                            cfg.num_sensors * spec.dim]
+        runtime, reference = Runtime.load(tmp_path / "trt"), Runtime.load(tmp_path / "ort")
+        rng = np.random.default_rng(7)
+        frames = {s.name: rng.standard_normal((SAMPLES, *s.shape)).astype(np.float32) for s in cfg.sensors}
+        infer_every_mask(runtime, reference, frames)
+        assert runtime.infer({n: frames[n][0] if n in ("camera", "imu") else None
+                              for n in runtime.sensor_names}).engines == ("fused[5]",)
+        runtime.close()
+        reference.close()

@@ -82,23 +82,41 @@ def test_evaluation_counts_only_samples_that_recorded_the_mask(config: ModelConf
     assert sizes[1] == len(test) and sizes[15] == (len(test) + 1) // 2
 
 
+def save_without_model_key(model: torch.nn.Module, path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint as an older edgemoe wrote it: its embedded config lacks ``model.<key>``."""
+    written = ModelConfig.to_json
+
+    def without_the_key(self: ModelConfig) -> str:
+        data = json.loads(written(self))
+        del data["model"][key]
+        return json.dumps(data)
+
+    monkeypatch.setattr(ModelConfig, "to_json", without_the_key)
+    save_checkpoint(model, path, {})
+    monkeypatch.undo()
+
+
 def test_a_fusion_checkpoint_from_before_sensor_messages_loads_without_them(
         config: ModelConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its embedded config has no ``fusion_messages`` key; the default (on) must not apply to it."""
     cfg = config.model_copy(update={"model": config.model.model_copy(update={"fusion": "attention",
                                                                             "fusion_messages": False})})
-    model = build_model(cfg)
-    written = ModelConfig.to_json
-
-    def without_the_key(self: ModelConfig) -> str:
-        data = json.loads(written(self))
-        del data["model"]["fusion_messages"]
-        return json.dumps(data)
-
-    monkeypatch.setattr(ModelConfig, "to_json", without_the_key)
-    save_checkpoint(model, tmp_path / "old.safetensors", {})
-    monkeypatch.undo()
+    save_without_model_key(build_model(cfg), tmp_path / "old.safetensors", "fusion_messages", monkeypatch)
     loaded = load_checkpoint(tmp_path / "old.safetensors")
     assert loaded.config.model.fusion_messages is False and loaded.model.fusion.messages is None
     fresh = cfg.model_copy(update={"model": cfg.model.model_copy(update={"fusion_messages": True})})
     assert build_model(fresh).fusion.messages is not None  # a new config gets them by default
+
+
+def test_a_confsmoe_checkpoint_from_before_the_slots_readout_loads_with_its_mean_readout(
+        config: ModelConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its embedded config has no ``readout`` key; Conf-SMoE's default (slots) must not apply to
+    it, and a new checkpoint records the readout it was trained with."""
+    cfg = config.model_copy(update={"model": config.model.model_copy(update={"method": "confsmoe",
+                                                                            "readout": "mean"})})
+    save_without_model_key(build_model(cfg), tmp_path / "old.safetensors", "readout", monkeypatch)
+    assert load_checkpoint(tmp_path / "old.safetensors").model.layout().readout == "mean"
+    fresh = cfg.model_copy(update={"model": cfg.model.model_copy(update={"readout": None})})
+    save_checkpoint(build_model(fresh), tmp_path / "new.safetensors", {})
+    loaded = load_checkpoint(tmp_path / "new.safetensors")
+    assert loaded.config.model.readout == "slots" and loaded.model.layout().imputes_after_experts

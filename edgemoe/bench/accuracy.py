@@ -239,6 +239,8 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "uniform": ("training", {"mask_sampling": "uniform"}),  # every combination trained equally
     "probes": ("training", {"sensor_probe_weight": 1.0}),  # a probe per sensor on its own tokens
     "solo": ("training", {"solo_pass_weight": SOLO_WEIGHT}),  # each sensor alone through the model
+    "slots": ("model", {"readout": "slots"}),  # the head reads one slot per sensor
+    "pooled": ("model", {"readout": "mean"}),  # the head reads the mean token (confsmoe: impute first)
 }
 
 

@@ -23,7 +23,9 @@ class Plan:
     mask: Mask
     present: tuple[int, ...]  # sensors whose encoders run, in bit order
     filled: tuple[int, ...]  # missing sensors given filler tokens (stored or imputed); none for 'drop'
-    token_sensors: tuple[int, ...]  # sensors whose tokens fill the token buffer, in order
+    # sensors whose tokens fill the token buffer, in order (the present ones only when the layout
+    # imputes the filled sensors after the experts, into their readout slots)
+    token_sensors: tuple[int, ...]
 
 
 def build_plan(layout: StageLayout, mask: Mask) -> Plan:
@@ -33,6 +35,8 @@ def build_plan(layout: StageLayout, mask: Mask) -> Plan:
     if layout.filler == "drop":
         return Plan(mask, here, (), here)
     gone = tuple(i for i in range(layout.num_sensors) if i not in here)
+    if layout.imputes_after_experts:
+        return Plan(mask, here, gone, here)
     return Plan(mask, here, gone, tuple(range(layout.num_sensors)))
 
 

@@ -78,6 +78,11 @@ class ModelSpec(StrictModel):
     # With fusion: first a linear message per (receiver, sender) pair of sensors, averaged over the
     # present senders, which can cancel a disturbance every sensor feels through its own loading.
     fusion_messages: bool = True
+    # What the head reads: ``mean``, every token that counts averaged into one; ``slots``, one slot
+    # per sensor (the mean of its tokens), so the head knows which sensor said what, and a
+    # Conf-SMoE model imputes a missing sensor's slot from the present sensors' expert outputs.
+    # Unset: the method's own (``slots`` for confsmoe, as its public design; ``mean`` otherwise).
+    readout: Literal["mean", "slots"] | None = None
 
     @model_validator(mode="after")
     def _k_fits(self) -> ModelSpec:

@@ -27,12 +27,18 @@ from edgemoe.core.errors import BundleError
 #  drop     - no tokens (equivalent to zero tokens excluded from the masked mean pool)
 #  constant - a stored tensor per sensor (zero-fill, prototype or learned bank), shipped in the bundle
 #  imputer  - an ``imputer[m]`` stage refines the stored tensor from the present sensors' tokens
+#             (with the slots readout: from their expert outputs, after the experts)
 Filler = Literal["drop", "constant", "imputer"]
 # Mixing weight of a routed expert: softmax over the top-k gate scores, or the expert's own
 # confidence output (decoupled confidence gating).
 Mixing = Literal["softmax", "confidence"]
 # Unit that the gate scores: each token, or each sample's pooled tokens.
 RouteBy = Literal["token", "sample"]
+# What the head reads: the mean of every token that counts (``[B, D]``), or one slot per sensor,
+# the mean of that sensor's tokens, concatenated in sensor order (``[B, M*D]``). With slots a
+# missing sensor's slot is zero, its filler tokens' mean, or (filler ``imputer``) imputed after the
+# experts from the present sensors' expert outputs (Conf-SMoE's public design).
+Readout = Literal["mean", "slots"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class StageLayout:
     route_by: RouteBy = "token"
     fusion: bool = False  # a cross-sensor ``fusion`` stage runs between the fillers and the gate
     fusion_messages: bool = False  # the fusion stage sends sensor messages: it reads ``token_sensors``
+    readout: Readout = "mean"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -66,6 +73,17 @@ class StageLayout:
     @property
     def num_sensors(self) -> int:
         return len(self.sensors)
+
+    @property
+    def readout_width(self) -> int:
+        """Width of the head's input: one token, or one slot per sensor."""
+        return self.dim * (self.num_sensors if self.readout == "slots" else 1)
+
+    @property
+    def imputes_after_experts(self) -> bool:
+        """The imputers run after the experts, on the present sensors' expert outputs, and fill
+        the missing sensors' readout slots; the tokens before the experts are the present ones."""
+        return self.filler == "imputer" and self.readout == "slots"
 
     def stage_names(self) -> list[str]:
         """Every stage of the model, in execution order."""
@@ -85,7 +103,7 @@ TOKEN_SENSORS = "token_sensors"  # which sensor each token of a sample belongs t
 SCORES = "scores"  # the gate's expert scores
 DELTA = "delta"  # an expert's residual output
 CONFIDENCE = "confidence"  # an expert's own mixing weight (confidence mixing)
-POOLED = "pooled"  # a sample's mean token: the head's (and a per-sample gate's) input
+POOLED = "pooled"  # a sample's mean token (or its per-sensor slots): the head's (and a per-sample gate's) input
 PROBS = "probs"  # class probabilities, the head's output
 
 # -- dynamic dims ------------------------------------------------------------------------------
@@ -103,6 +121,7 @@ class Size(Enum):
     SENSOR_TOKENS = "tokens_per_sensor"
     EXPERTS = "num_experts"
     CLASSES = "num_classes"
+    READOUT = "readout_width"
     FRAME = "frame"
 
 
@@ -165,8 +184,12 @@ _sensor_tokens = Tensor(TOKENS, (BATCH, Size.SENSOR_TOKENS, Size.DIM))
 _pooled = Tensor(POOLED, (BATCH, Size.DIM))
 
 ENCODER = StageKind("encoder", "sensor", (Tensor(FRAME, (BATCH, Size.FRAME)),), (_sensor_tokens,))
-IMPUTER = StageKind("imputer", "sensor", (Tensor(CONTEXT, (BATCH, CONTEXT_TOKENS, Size.DIM)),), (_sensor_tokens,),
-                    when=lambda layout: layout.filler == "imputer")
+_context = Tensor(CONTEXT, (BATCH, CONTEXT_TOKENS, Size.DIM))
+IMPUTER = StageKind("imputer", "sensor", (_context,), (_sensor_tokens,),
+                    when=lambda layout: layout.filler == "imputer" and not layout.imputes_after_experts)
+# the same stage, run after the experts: its context is the present sensors' expert outputs
+LATE_IMPUTER = StageKind("imputer", "sensor", (_context,), (_sensor_tokens,),
+                         when=lambda layout: layout.imputes_after_experts)
 _sequence = Tensor(TOKENS, (BATCH, SEQUENCE, Size.DIM))
 # per sample (not one [T, M] for the batch): calibration sets stack every input's rows on axis 0
 _token_sensors = Tensor(TOKEN_SENSORS, (BATCH, SEQUENCE, Size.SENSORS), when=lambda layout: layout.fusion_messages)
@@ -180,10 +203,11 @@ EXPERT = StageKind("expert", "expert", (_token_rows,), (
     Tensor(DELTA, (TOKEN_ROWS, Size.DIM)),
     Tensor(CONFIDENCE, (TOKEN_ROWS, 1), when=lambda layout: layout.mixing == "confidence"),
 ))
-HEAD_KIND = StageKind("head", "one", (_pooled,), (Tensor(PROBS, (BATCH, Size.CLASSES)),))
+HEAD_KIND = StageKind("head", "one", (Tensor(POOLED, (BATCH, Size.READOUT)),), (Tensor(PROBS, (BATCH, Size.CLASSES)),))
 
 # The table, in execution order.
-STAGES: tuple[StageKind, ...] = (ENCODER, IMPUTER, FUSION_KIND, TOKEN_GATE, SAMPLE_GATE, EXPERT, HEAD_KIND)
+STAGES: tuple[StageKind, ...] = (ENCODER, IMPUTER, FUSION_KIND, TOKEN_GATE, SAMPLE_GATE, EXPERT, LATE_IMPUTER,
+                                 HEAD_KIND)
 
 FUSION = FUSION_KIND.stage()
 GATE = TOKEN_GATE.stage()

@@ -11,7 +11,8 @@
   the training set). Stage 2 refines it by cross-attention from the
   prototype tokens to the present sensors' tokens, keeping the top ``floor((M-1)S/4)`` attended
   tokens per query, then ``LN(x + attn V)``. Each ``imputer[m]`` stage is that refiner with the
-  prototype frozen inside its graph.
+  prototype frozen inside its graph. With the slots readout the refiner reads the present sensors'
+  expert outputs instead, after the experts (:meth:`ImputerFiller.after_experts`).
 
 Every filler maps the encoders' tokens ``[B, M*S, D]`` (missing sensors' slots hold whatever the
 encoder made of a zero frame) and the presence ``[B, M]`` to the tokens the router sees and the
@@ -47,6 +48,12 @@ class DropFiller(nn.Module):
                 encoders: nn.ModuleDict) -> Filled:
         token_mask = present.repeat_interleave(self.tokens_per_sensor, dim=1)
         return observed * token_mask.unsqueeze(-1), token_mask
+
+    def after_experts(self, mixed: torch.Tensor, token_mask: torch.Tensor, present: torch.Tensor,
+                      frames: dict[str, torch.Tensor], encoders: nn.ModuleDict) -> Filled:
+        """The experts' output tokens the slots readout reads: unchanged unless the filler
+        imputes after the experts."""
+        return mixed, token_mask
 
     def stage_modules(self, encoders: nn.ModuleDict) -> dict[str, nn.Module]:
         return {}
@@ -119,12 +126,18 @@ class ImputerStage(nn.Module):
 
 
 class ImputerFiller(DropFiller):
-    """Two-stage imputation (Conf-SMoE): prototype, then cross-attention refinement."""
+    """Two-stage imputation (Conf-SMoE): prototype, then cross-attention refinement.
+
+    With the mean readout the missing sensors' tokens are imputed from the present sensors'
+    encoder tokens and join the token pool before the experts. With the slots readout (the
+    public design) the experts see the present tokens only, as with ``drop``, and each missing
+    sensor's tokens are imputed from the present sensors' expert outputs into its readout slot."""
 
     kind: FillerKind = "imputer"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
+        self.late = config.model.readout == "slots"
         keep = attended_tokens(config.num_sensors, self.tokens_per_sensor)
         self.sensor_names = config.sensor_names
         self.refiners = nn.ModuleDict({s: CrossAttentionRefiner(config.model.dim, keep) for s in self.sensor_names})
@@ -155,7 +168,20 @@ class ImputerFiller(DropFiller):
 
     def forward(self, observed: torch.Tensor, present: torch.Tensor, frames: dict[str, torch.Tensor],
                 encoders: nn.ModuleDict) -> Filled:
-        """Present sensors keep their tokens, missing ones are imputed; every token counts."""
+        if self.late:
+            return super().forward(observed, present, frames, encoders)
+        return self.impute(observed, present, frames, encoders)
+
+    def after_experts(self, mixed: torch.Tensor, token_mask: torch.Tensor, present: torch.Tensor,
+                      frames: dict[str, torch.Tensor], encoders: nn.ModuleDict) -> Filled:
+        if not self.late:
+            return mixed, token_mask
+        return self.impute(mixed, present, frames, encoders)
+
+    def impute(self, context: torch.Tensor, present: torch.Tensor, frames: dict[str, torch.Tensor],
+               encoders: nn.ModuleDict) -> Filled:
+        """Present sensors keep their tokens of ``context`` ``[B, M*S, D]``, missing ones are
+        imputed from them; every token counts."""
         if self.training:
             placeholders = self._placeholders(frames, present, encoders)
         else:
@@ -164,9 +190,9 @@ class ImputerFiller(DropFiller):
         valid = present.repeat_interleave(s, dim=1)
         parts = []
         for i, name in enumerate(self.sensor_names):
-            own = observed[:, i * s : (i + 1) * s]
+            own = context[:, i * s : (i + 1) * s]
             queries = placeholders[name].unsqueeze(0).expand(own.shape[0], -1, -1)
-            imputed = self.refiners[name](queries, observed, valid)
+            imputed = self.refiners[name](queries, context, valid)
             parts.append(torch.where(present[:, i, None, None], own, imputed))
         return torch.cat(parts, 1), torch.ones_like(valid)
 

@@ -1,4 +1,4 @@
-"""The one forward every method shares: encode -> fill -> fuse -> route -> experts -> pool -> head.
+"""The one forward every method shares: encode -> fill -> fuse -> route -> experts -> readout -> head.
 
 A method is a choice of parts (a filler, a router, an expert bank with its mixing rule) plus
 training objectives (:mod:`edgemoe.model.objectives`). The forward returns the logits and a
@@ -67,13 +67,19 @@ class StageModule:
 
 
 class Head(nn.Module):
-    def __init__(self, dim: int, num_classes: int) -> None:
+    """``Linear(LN(x))`` over the readout: one pooled token, or ``slots`` per-sensor slots each
+    normalised on its own (a zero slot, a missing sensor's under ``drop``, stays a constant)."""
+
+    def __init__(self, dim: int, num_classes: int, slots: int = 1) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, num_classes)
+        self.out = nn.Linear(slots * dim, num_classes)
+        self.slots = slots
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.out(self.norm(pooled))
+        if self.slots == 1:
+            return self.out(self.norm(pooled))
+        return self.out(self.norm(pooled.unflatten(-1, (self.slots, -1))).flatten(-2))
 
 
 class HeadProbs(nn.Module):
@@ -103,7 +109,8 @@ class MoEModel(nn.Module):
         self.fusion = self._fusion(config) if spec.fusion == "attention" else None
         self.router = router
         self.experts = experts
-        self.head = Head(spec.dim, config.num_classes)
+        self.readout_kind = spec.readout or "mean"
+        self.head = Head(spec.dim, config.num_classes, config.num_sensors if self.readout_kind == "slots" else 1)
         self.objectives = nn.ModuleDict(dict(objectives or {}))
 
     @staticmethod
@@ -127,17 +134,31 @@ class MoEModel(nn.Module):
             tokens = self.fusion(tokens, token_mask)
         return tokens, token_mask
 
-    def back(self, tokens: torch.Tensor, token_mask: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, Combined]:
-        """Experts, masked-mean pool and head under a given routing."""
+    def back(self, tokens: torch.Tensor, token_mask: torch.Tensor, routing: Routing, present: torch.Tensor,
+             frames: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Combined]:
+        """Experts, readout and head under a given routing."""
         b, t, d = tokens.shape
         combined = self.experts(tokens.reshape(b * t, d), routing)
-        return self.head(masked_mean(combined.tokens.reshape(b, t, d), token_mask)), combined
+        return self.head(self.readout(combined.tokens.reshape(b, t, d), token_mask, present, frames)), combined
+
+    def readout(self, mixed: torch.Tensor, token_mask: torch.Tensor, present: torch.Tensor,
+                frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The head's input from the experts' output tokens ``[B, M*S, D]``: their masked mean
+        ``[B, D]``, or per-sensor slots ``[B, M*D]`` after the filler's late imputation (a slot
+        with no token that counts is zero)."""
+        if self.readout_kind == "mean":
+            return masked_mean(mixed, token_mask)
+        mixed, token_mask = self.filler.after_experts(mixed, token_mask, present, dict(frames), self.encoders)
+        b, _, d = mixed.shape
+        m, s = self.config.num_sensors, self.config.model.tokens_per_sensor
+        slots = masked_mean(mixed.reshape(b * m, s, d), token_mask.reshape(b * m, s))
+        return slots.reshape(b, m * d)
 
     def forward(self, frames: Mapping[str, torch.Tensor], present: torch.Tensor) -> ModelOutput:
         observed = self.encode(frames)
         tokens, token_mask = self.fill(observed, present, frames)
         routing = self.router(tokens, token_mask)
-        logits, combined = self.back(tokens, token_mask, routing)
+        logits, combined = self.back(tokens, token_mask, routing, present, frames)
         return ModelOutput(logits, Trace(frames, present, observed, tokens, token_mask, routing, combined))
 
     def routed_logits(self, frames: Mapping[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
@@ -148,7 +169,7 @@ class MoEModel(nn.Module):
         routing = self.router(tokens, token_mask)
         b, t, d = tokens.shape
         mixed = self.experts.routed(tokens.reshape(b * t, d), routing, token_mask.reshape(-1))
-        return self.head(masked_mean(mixed.reshape(b, t, d), token_mask))
+        return self.head(self.readout(mixed.reshape(b, t, d), token_mask, present, frames))
 
     # -- training ------------------------------------------------------------------------------
     @property
@@ -183,6 +204,7 @@ class MoEModel(nn.Module):
             num_classes=self.config.num_classes, filler=self.filler.kind, mixing=self.experts.mixing,
             route_by=self.router.route_by, fusion=self.fusion is not None,
             fusion_messages=self.fusion is not None and self.fusion.messages is not None,
+            readout=self.readout_kind,
         )
 
     def stage_modules(self) -> dict[str, StageModule]:

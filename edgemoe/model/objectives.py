@@ -114,8 +114,9 @@ class SoloPasses(nn.Module):
                rows: torch.Tensor, sensors: torch.Tensor) -> torch.Tensor:
         """Logits of sample ``rows[i]`` with only sensor ``sensors[i]`` present."""
         solo = F.one_hot(sensors, model.config.num_sensors).bool()
-        tokens, token_mask = model.fill(observed[rows], solo, {k: v[rows] for k, v in frames.items()})
-        return model.back(tokens, token_mask, model.router(tokens, token_mask))[0]
+        solo_frames = {k: v[rows] for k, v in frames.items()}
+        tokens, token_mask = model.fill(observed[rows], solo, solo_frames)
+        return model.back(tokens, token_mask, model.router(tokens, token_mask), solo, solo_frames)[0]
 
 
 class CombinationPull(nn.Module):

@@ -1,18 +1,20 @@
 """Methods: ``model.method`` in the config names a recipe of parts and training objectives.
 
 Every method runs the same forward (:class:`~edgemoe.model.moe.MoEModel`); what differs is the
-filler of missing sensors, the router, the experts' mixing rule and the losses that shape them:
+filler of missing sensors, the router, the experts' mixing rule, the readout and the losses that
+shape them:
 
-=========  ========  =======  ==========  ==============================================
-method     filler    routing  mixing      objectives
-=========  ========  =======  ==========  ==============================================
-smoe       drop      token    softmax     load balancing (the zero-fill baseline)
-dense      drop      token    softmax     none: one expert, top-1 (dense late fusion)
-flexmoe    constant  token    softmax     load balancing + combination pull
-confsmoe   imputer   token    confidence  confidence regression, probe, gate regression
-mars       drop      sample   softmax     partial pass, residual router, distillation
-=========  ========  =======  ==========  ==============================================
+=========  ========  =======  ==========  =======  ==============================================
+method     filler    routing  mixing      readout  objectives
+=========  ========  =======  ==========  =======  ==============================================
+smoe       drop      token    softmax     mean     load balancing (the zero-fill baseline)
+dense      drop      token    softmax     mean     none: one expert, top-1 (dense late fusion)
+flexmoe    constant  token    softmax     mean     load balancing + combination pull
+confsmoe   imputer   token    confidence  slots    confidence regression, probe, gate regression
+mars       drop      sample   softmax     mean     partial pass, residual router, distillation
+=========  ========  =======  ==========  =======  ==============================================
 
+``model.readout`` overrides a method's readout (:meth:`MoEModel.readout`).
 ``training.sensor_probe_weight`` > 0 adds per-sensor probes (:class:`SensorProbes`) to any method,
 ``training.solo_pass_weight`` > 0 a pass of each present sensor alone (:class:`SoloPasses`).
 """
@@ -73,7 +75,10 @@ def flexmoe(config: ModelConfig) -> MoEModel:
 def confsmoe(config: ModelConfig) -> MoEModel:
     """Routes without gate noise: the noise scale learns only through a load-balancing loss, which
     this method does not have, so noise would stay at its initial scale and make training routing
-    mostly random while evaluation is deterministic."""
+    mostly random while evaluation is deterministic. Reads out one slot per sensor, imputing the
+    missing ones from the present sensors' expert outputs, unless ``model.readout`` says ``mean``."""
+    if config.model.readout is None:
+        config = config.model_copy(update={"model": config.model.model_copy(update={"readout": "slots"})})
     return MoEModel(config, ImputerFiller(config), _token_router(config, noisy=False), _bank(config, "confidence"),
                     {"confidence": ConfidenceRegression(config.model.dim, config.num_classes)})
 

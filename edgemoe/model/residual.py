@@ -80,9 +80,9 @@ class ResidualGuidance(nn.Module):
         z_full = trace.tokens[rows]
         residual = (z_part - z_full).mean(1)
         res = self.router.route(residual, self.router.score(residual), z_full.shape[1])
-        logits_part, _ = model.back(z_part, mask_part, res)
+        logits_part, _ = model.back(z_part, mask_part, res, part, frames)
         deployed = model.router(z_part, mask_part)  # what inference will do with this partial input
-        logits_deployed, _ = model.back(z_part, mask_part, deployed)
+        logits_deployed, _ = model.back(z_part, mask_part, deployed, part, frames)
         fea_part = deployed.clean
         fea_index, fea_weight = top_k_route(fea_part, res.index.shape[1])
         p_res = torch.zeros_like(res.scores).scatter(1, res.index, res.weight)

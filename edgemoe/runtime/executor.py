@@ -2,7 +2,8 @@
 
 This is the model's forward pass as the runtime sees it: encoders of present sensors, fillers for
 missing ones, cross-sensor fusion (when the model has it), the gate, top-k and dispatch (here, not inside any graph), only the experts that
-received tokens, masked-mean pooling and the head. The same code drives compiled engines and the
+received tokens, the readout (masked-mean pooling, or one slot per sensor with the missing sensors'
+slots imputed after the experts) and the head. The same code drives compiled engines and the
 PyTorch reference (stage modules wrapped in the engine protocol by ``edgemoe.export``), which is
 what makes the parity tests meaningful. A mask with a fused engine (its whole forward in one
 graph, batch 1) runs its single frames as that one call; batches take the staged plan.
@@ -77,6 +78,10 @@ class Program:
     tokens: int  # tokens per sample
     front: tuple[str, ...]  # stages that always run before the experts, in order
     fused: Fused | None  # the mask's fused engine, for single frames
+    # slots readout: (sensor, first token, end token) of each sensor in the token buffer; None
+    # for the mean readout
+    slots: tuple[tuple[int, int, int], ...] | None
+    late_imputers: tuple[tuple[str, Engine, int], ...]  # (stage, engine, sensor) run after the experts
 
 
 class PlanExecutor:
@@ -111,6 +116,8 @@ class PlanExecutor:
         self._weights = np.zeros(tokens * k, np.float32)  # confidence mixing weights, grouped order
         self._rows = np.zeros(tokens * k, np.int64)  # token row of each grouped (token, slot)
         self._ones = np.ones(tokens, np.float32)  # sums the tokens of a batch-1 frame in one dot
+        # slots readout: every token's output, the token plus its weighted expert outputs
+        self._mixed = np.zeros((tokens, d), np.float32) if layout.readout == "slots" else None
         self._samples = np.arange(max_batch)[:, None]  # sample index, to split rows per sample
         # per-sample routing scores pooled tokens, so tokens need a buffer of their own
         self._tokens = np.zeros((tokens, d), np.float32) if layout.route_by == "sample" else None
@@ -148,16 +155,12 @@ class PlanExecutor:
         scores = self._score(program.gate, tokens)
         ran, counts, rows, weights = self._mix(program, flat, scores)
         head = program.head
-        pooled = head.input(POOLED, (batch, d))
-        grouped = self._contrib[: rows.size]
-        if batch == 1:  # two dot products: the token sum and the weighted expert outputs
-            np.dot(self._ones[:n], flat, out=pooled[0])
-            pooled[0] += np.dot(weights, grouped)
-        else:  # the same per sample: a [B, routed] weight matrix picks each sample's rows
-            np.sum(tokens, axis=1, out=pooled)
-            pick = (rows // program.tokens == self._samples[:batch]) * weights
-            pooled += pick @ grouped
-        pooled *= 1.0 / program.tokens
+        if program.slots is None:
+            self._pool(tokens, rows, weights, head.input(POOLED, (batch, d)))
+        else:
+            self._read_slots(program, tokens, counts, rows, weights,
+                             head.input(POOLED, (batch, self.layout.readout_width)))
+            ran.extend(stage for stage, _, _ in program.late_imputers)
         head.launch()
         probs = np.array(head.wait()[PROBS])
         ran.append(HEAD)
@@ -170,12 +173,18 @@ class PlanExecutor:
         encoders = tuple((i, e[encoder_stage(layout.sensors[i])], first[i], first[i] + s) for i in plan.present)
         constants: tuple[tuple[np.ndarray, int, int], ...] = ()
         imputers: tuple[tuple[str, Engine, int, int], ...] = ()
+        late: tuple[tuple[str, Engine, int], ...] = ()
         if layout.filler == "constant":
             constants = tuple((self.constants[constant_key(layout.sensors[i], plan.mask, self.constants) or ""],
                                first[i], first[i] + s) for i in plan.filled)
+        elif layout.imputes_after_experts:
+            late = tuple((imputer_stage(layout.sensors[i]), e[imputer_stage(layout.sensors[i])], i)
+                         for i in plan.filled)
         elif layout.filler == "imputer":
             imputers = tuple((imputer_stage(layout.sensors[i]), e[imputer_stage(layout.sensors[i])],
                               first[i], first[i] + s) for i in plan.filled)
+        slots = (tuple((i, first[i], first[i] + s) for i in plan.token_sensors)
+                 if layout.readout == "slots" else None)
         experts = tuple((expert_stage(x), e[expert_stage(x)]) for x in range(layout.num_experts))
         fusion = e[FUSION] if layout.fusion else None
         front = (*(encoder_stage(layout.sensors[i]) for i in plan.present), *(imp[0] for imp in imputers),
@@ -183,7 +192,7 @@ class PlanExecutor:
         return Program(
             plan.present[0], encoders, constants, imputers, tuple((first[i], first[i] + s) for i in plan.present),
             fusion, self._token_sensors(plan), e[GATE], experts, e[HEAD], len(plan.token_sensors) * s, front,
-            None if fused is None else self._fused(plan, fused),
+            None if fused is None else self._fused(plan, fused), slots, late,
         )
 
     def _token_sensors(self, plan: Plan) -> np.ndarray | None:
@@ -225,7 +234,7 @@ class PlanExecutor:
         for stored, lo, hi in program.constants:
             tokens[:, lo:hi] = stored
         for _, engine, lo, hi in program.imputers:
-            self._impute(engine, tokens, program.context, lo, hi)
+            tokens[:, lo:hi] = self._impute(engine, tokens, program.context)
         if program.fusion is not None:  # every token of the sample attends over the others
             np.copyto(program.fusion.input(TOKENS, tokens.shape), tokens)
             if program.token_sensors is not None:  # the mask's constant, once per sample
@@ -235,8 +244,9 @@ class PlanExecutor:
             tokens[...] = program.fusion.wait()[MIXED]
 
     @staticmethod
-    def _impute(engine: Engine, tokens: np.ndarray, context: tuple[tuple[int, int], ...], lo: int, hi: int) -> None:
-        """An imputer refines its missing sensor's tokens from the present sensors' tokens."""
+    def _impute(engine: Engine, tokens: np.ndarray, context: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """An imputer's tokens ``[B, S, D]`` for its missing sensor, refined from the token
+        ranges ``context`` of ``tokens`` ``[B, T, D]`` (the present sensors')."""
         batch, d = tokens.shape[0], tokens.shape[2]
         size = sum(b - a for a, b in context)
         buf = engine.input(CONTEXT, (batch, size, d))
@@ -245,7 +255,46 @@ class PlanExecutor:
             buf[:, at : at + b - a] = tokens[:, a:b]
             at += b - a
         engine.launch()
-        tokens[:, lo:hi] = engine.wait()[TOKENS]
+        return engine.wait()[TOKENS]
+
+    def _pool(self, tokens: np.ndarray, rows: np.ndarray, weights: np.ndarray, pooled: np.ndarray) -> None:
+        """The mean readout into the head's input ``pooled`` ``[B, D]``: each sample's token sum
+        plus its weighted expert outputs, over its token count."""
+        batch, per_sample, d = tokens.shape
+        flat = tokens.reshape(-1, d)
+        grouped = self._contrib[: rows.size]
+        if batch == 1:  # two dot products: the token sum and the weighted expert outputs
+            np.dot(self._ones[:per_sample], flat, out=pooled[0])
+            pooled[0] += np.dot(weights, grouped)
+        else:  # the same per sample: a [B, routed] weight matrix picks each sample's rows
+            np.sum(tokens, axis=1, out=pooled)
+            pick = (rows // per_sample == self._samples[:batch]) * weights
+            pooled += pick @ grouped
+        pooled *= 1.0 / per_sample
+
+    def _read_slots(self, program: Program, tokens: np.ndarray, counts: np.ndarray, rows: np.ndarray,
+                    weights: np.ndarray, readout: np.ndarray) -> None:
+        """The slots readout into the head's input ``readout`` ``[B, M*D]``: each token's output
+        (the token plus its weighted expert outputs), each sensor's slot the mean of its output
+        tokens; a missing sensor's slot is imputed from every present output token by its late
+        imputer, or zero."""
+        batch, per_sample, d = tokens.shape
+        assert self._mixed is not None, "the executor was made for the mean readout"
+        mixed = self._mixed[: batch * per_sample]
+        np.copyto(mixed, tokens.reshape(-1, d))
+        weighted = self._contrib[: rows.size] * weights[:, None]
+        lo = 0
+        for count in counts.tolist():  # an expert's rows are distinct tokens: one fancy += each
+            if count:
+                mixed[rows[lo : lo + count]] += weighted[lo : lo + count]
+                lo += count
+        outputs = mixed.reshape(batch, per_sample, d)
+        slots = readout.reshape(batch, self.layout.num_sensors, d)
+        slots[...] = 0.0
+        for sensor, first, end in program.slots or ():
+            np.mean(outputs[:, first:end], axis=1, out=slots[:, sensor])
+        for _, engine, sensor in program.late_imputers:
+            np.mean(self._impute(engine, outputs, ((0, per_sample),)), axis=1, out=slots[:, sensor])
 
     def _mix(self, program: Program, flat: np.ndarray,
              scores: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:

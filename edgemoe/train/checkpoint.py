@@ -156,10 +156,13 @@ def load_resume_state(path: Path) -> tuple[Checkpoint, ResumeState]:
 
 def _as_trained(config: dict) -> dict:
     """An embedded config with the settings its weights were trained under: a fusion stage from
-    before sensor messages (its config has no ``fusion_messages`` key) has none."""
+    before sensor messages (its config has no ``fusion_messages`` key) has none; a Conf-SMoE model
+    from before the slots readout (no ``readout`` key) pools its tokens into one."""
     model = config.get("model")
     if isinstance(model, dict) and model.get("fusion", "none") != "none" and "fusion_messages" not in model:
         model["fusion_messages"] = False
+    if isinstance(model, dict) and model.get("method") == "confsmoe" and "readout" not in model:
+        model["readout"] = "mean"
     return config
 
 
