@@ -33,7 +33,7 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.core.stages import expert_stage
 from edgemoe.data.dataset import load_dataset
 from edgemoe.engines.build import build_engines
-from edgemoe.engines.target import load_target
+from edgemoe.engines.target import TargetProfile, load_target
 from edgemoe.export.bundle import write_bundle
 from edgemoe.model.registry import build_model
 from edgemoe.runtime.runtime import Runtime
@@ -363,6 +363,16 @@ def test_mask_dependent_input_sizes_keep_the_most_frequent_shape() -> None:
     assert kept["context"].shape == (4, 12, 4)
 
 
+def simulated_target(precision: str) -> TargetProfile:
+    """The CPU target at ``precision``, its graphs run as the arithmetic they state (graph
+    optimisations off), as calibration measures them and TensorRT runs them. ONNX Runtime's fused
+    integer kernels round differently per CPU (without VNNI their u8 x s8 products saturate in 16
+    bits), so an accuracy bar on them would judge the machine, not the graph."""
+    target = load_target("cpu")
+    options = target.onnxruntime.model_copy(update={"graph_optimization": "disable"})
+    return target.model_copy(update={"precision": precision, "onnxruntime": options})
+
+
 @pytest.mark.parametrize("model_update", [{"fusion": "attention"}, {"method": "confsmoe"}], ids=["fusion", "confsmoe"])
 def test_a_fusion_or_slots_model_calibrates_and_builds_in_every_precision(
         tiny_config: ModelConfig, dataset_dir: Path, recipe: CalibrationRecipe, tmp_path: Path,
@@ -370,7 +380,7 @@ def test_a_fusion_or_slots_model_calibrates_and_builds_in_every_precision(
     """The fusion stage's ``token_sensors`` input is per sample, so the sets of several masks
     stack; its graph survives the FP16 conversion. Conf-SMoE's imputers run after the experts and
     are calibrated on the expert outputs they read there; its head reads one slot per sensor.
-    INT8 and FP16 answer like FP32 (within a top-k flip)."""
+    INT8 and FP16, run as simulated quantization, answer like FP32 (within a top-k flip)."""
     cfg = tiny_config.model_copy(update={"model": tiny_config.model.model_copy(update=model_update)})
     torch.manual_seed(0)
     save_checkpoint(build_model(cfg).eval(), tmp_path / "model.safetensors", {"best_epoch": 0})
@@ -386,8 +396,7 @@ def test_a_fusion_or_slots_model_calibrates_and_builds_in_every_precision(
     split = load_dataset(dataset_dir, cfg, ("test",))["test"]
     probs = {}
     for precision in ("fp32", "int8", "fp16"):
-        target = load_target("cpu").model_copy(update={"precision": precision})
-        build_engines(tmp_path / "bundle", target, tmp_path / precision)
+        build_engines(tmp_path / "bundle", simulated_target(precision), tmp_path / precision)
         runtime = Runtime.load(tmp_path / precision)
         probs[precision] = {mask: runtime.infer_batch({n: split.frames[n] for i, n in enumerate(cfg.sensor_names)
                                                        if mask >> i & 1}, mask) for mask in (0b1111, 0b0110)}
@@ -395,6 +404,6 @@ def test_a_fusion_or_slots_model_calibrates_and_builds_in_every_precision(
     for precision in ("int8", "fp16"):
         for mask, p in probs[precision].items():
             # per sample; a token whose top-k flips under INT8 moves its sample further (measured:
-            # p99 0.02, one sample of 500 at 0.12 for the slots readout, where a token weighs more)
+            # p99 0.010-0.017, max 0.013 with fusion, 0.12 for one slots-readout sample)
             error = np.abs(p - probs["fp32"][mask]).max(axis=1)
             assert np.quantile(error, 0.99) < 0.05 and error.max() < 0.25, (precision, mask)
