@@ -179,6 +179,29 @@ def test_confidence_model_has_no_load_balancing_term(config: ModelConfig, datase
     assert model.layout().mixing == "confidence" and model.layout().filler == "imputer"
 
 
+def test_confidence_regression_reads_only_the_tokens_that_count(config: ModelConfig, dataset: dict[str, Split]) -> None:
+    """With the slots readout a missing sensor's tokens are zero placeholders the runtime never
+    routes: the probe, confidence and gate-regression terms get no gradient from them."""
+    torch.manual_seed(0)
+    cfg = short_config(config, "confsmoe", "softmax")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"fusion": "attention"})})
+    model = build_model(cfg).train()
+    part = small(dataset["train"], 8)
+    present = torch.from_numpy(masks_to_bits(np.full(8, 0b0101), 4))  # scan and odom missing
+    out = model(to_tensors(part.frames), present)
+    terms = model.loss_terms(out, torch.from_numpy(part.label))
+    total = terms["probe"] + terms["confidence"] + terms["gate_regression"]
+    combined, clean = out.trace.combined, out.trace.routing.clean
+    grads = torch.autograd.grad(total, (combined.picked, combined.weight, clean, combined.confidence),
+                                allow_unused=True)
+    counts = out.trace.token_mask.reshape(-1)
+    assert not counts.all() and counts.any()
+    for grad in grads:
+        if grad is not None:
+            assert float(grad[~counts].abs().sum()) == 0.0
+    assert float(grads[0][counts].abs().sum()) > 0 and float(grads[2][counts].abs().sum()) > 0
+
+
 def test_confsmoe_imputes_missing_slots_after_the_experts_from_their_outputs(
         config: ModelConfig, dataset: dict[str, Split]) -> None:
     """Conf-SMoE's public design: the experts see the present sensors' tokens only; each missing

@@ -140,7 +140,11 @@ class ConfidenceRegression(nn.Module):
     confidence ``t_e = stopgrad(softmax(W_p E_e(x))[y])`` through a shared probe ``W_p`` trained
     with its own cross-entropy, and the gate learns to score the confident experts
     (``MSE(sigmoid(score), stopgrad(c))``), so top-k picks them without running every expert at
-    inference. There is no load-balancing term: the claim is that this alone prevents collapse."""
+    inference. There is no load-balancing term: the claim is that this alone prevents collapse.
+
+    Every term reads only the tokens that count (``token_mask``): with the slots readout a missing
+    sensor's tokens are zero placeholders the runtime never routes, and regressing the gate and
+    the experts' confidences on them would train both on inputs deployment never shows."""
 
     def __init__(self, dim: int, num_classes: int, confidence_weight: float = 1.0, gate_weight: float = 1.0) -> None:
         super().__init__()
@@ -149,15 +153,20 @@ class ConfidenceRegression(nn.Module):
         self.gate_weight = gate_weight
 
     def forward(self, model: MoEModel, output: ModelOutput, labels: torch.Tensor) -> Terms:
-        combined, routing = output.trace.combined, output.trace.routing
+        trace = output.trace
+        combined, routing = trace.combined, trace.routing
         assert combined.confidence is not None, "confidence regression needs confidence mixing"
-        tokens, k, d = combined.picked.shape
-        token_labels = labels.repeat_interleave(tokens // labels.shape[0]).unsqueeze(1).expand(-1, k).reshape(-1)
-        probe_logits = self.probe(combined.picked.reshape(-1, d))
+        units, k, d = combined.picked.shape
+        unit_labels = labels.repeat_interleave(units // labels.shape[0])
+        counts = (trace.token_mask.reshape(-1) if routing.tokens_per_unit == 1
+                  else torch.ones_like(unit_labels, dtype=torch.bool))
+        picked, weight, unit_labels = combined.picked[counts], combined.weight[counts], unit_labels[counts]
+        probe_logits = self.probe(picked.reshape(-1, d))
+        token_labels = unit_labels.unsqueeze(1).expand(-1, k).reshape(-1)
         target = torch.softmax(probe_logits.detach(), -1).gather(1, token_labels[:, None]).reshape(-1, k)
         return {
             "probe": F.cross_entropy(probe_logits, token_labels),
-            "confidence": self.confidence_weight * F.mse_loss(combined.weight, target),
-            "gate_regression": self.gate_weight * F.mse_loss(torch.sigmoid(routing.clean),
-                                                             combined.confidence.detach()),
+            "confidence": self.confidence_weight * F.mse_loss(weight, target),
+            "gate_regression": self.gate_weight * F.mse_loss(torch.sigmoid(routing.clean[counts]),
+                                                             combined.confidence[counts].detach()),
         }
