@@ -33,9 +33,12 @@ from edgemoe.core.schema import ModelConfig
 from edgemoe.core.stages import expert_stage
 from edgemoe.data.dataset import load_dataset
 from edgemoe.engines.build import build_engines
+from edgemoe.engines.onnxruntime import backend as ort_backend
+from edgemoe.engines.onnxruntime.cpu import cpu_flags, int8_products_saturate
 from edgemoe.engines.target import TargetProfile, load_target
 from edgemoe.export.bundle import write_bundle
 from edgemoe.model.registry import build_model
+from edgemoe.recipes.build import stage_warnings
 from edgemoe.runtime.runtime import Runtime
 from edgemoe.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgemoe.train.evaluate import EvalTable, MaskScore
@@ -173,6 +176,43 @@ def test_every_variant_builds_and_runs_on_the_onnxruntime_backend(
         assert np.allclose(probs.sum(1), 1, atol=1e-3)
     np.testing.assert_allclose(answers["int8-dynamic"], answers["fp32"], atol=0.05)
     assert (answers["int8-dynamic"].argmax(1) == answers["fp32"].argmax(1)).mean() > 0.95
+
+
+X86_FLAGS = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+
+
+def test_cpu_flags_tell_whether_int8_products_saturate(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(X86_FLAGS)
+    flags = cpu_flags(cpuinfo)
+    assert flags is not None and {"avx2", "sse4_2"} <= flags
+    assert int8_products_saturate(flags) is True
+    assert int8_products_saturate(flags | {"avx512_vnni"}) is False
+    assert int8_products_saturate(flags | {"avx_vnni"}) is False
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")  # Arm: no x86 flags line
+    assert cpu_flags(cpuinfo) is None and int8_products_saturate(None) is None
+    assert cpu_flags(tmp_path / "absent") is None
+    assert int8_products_saturate(frozenset({"sse4_2"})) is None
+
+
+@pytest.mark.parametrize(("flags", "optimization", "saturate"), [
+    ("avx2", "all", True), ("avx2 avx512_vnni", "all", False), ("avx2", "basic", None)])
+def test_an_int8_cpu_build_records_and_warns_when_its_kernels_saturate(
+        calibrated: tuple[Path, CalibrationResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        flags: str, optimization: str, saturate: bool | None) -> None:
+    """ONNX Runtime fuses Q/DQ into integer kernels from 'extended' up; on AVX2 without VNNI their
+    products saturate, and the build says so (the fact per engine, one line in the warnings)."""
+    bundle, _ = calibrated
+    monkeypatch.setattr(ort_backend, "cpu_flags", lambda: frozenset(flags.split()))
+    target = load_target("cpu")
+    options = target.onnxruntime.model_copy(update={"graph_optimization": optimization})
+    manifest = build_engines(bundle, target.model_copy(update={"precision": "int8", "onnxruntime": options}),
+                             tmp_path / "engines")
+    assert {entry.fact("int8_products_saturate") for entry in manifest.engines.values()} == {saturate}
+    warned = [line for line in stage_warnings(manifest) if "saturate" in line]
+    assert len(warned) == (1 if saturate else 0)
+    if saturate:
+        assert f"{len(manifest.engines)} int8 engine(s)" in warned[0] and "graph_optimization: basic" in warned[0]
 
 
 def test_fused_graphs_gain_validated_variants_and_a_measured_precision(

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def stage_warnings(manifest: EngineManifest) -> list[str]:
-    """What the build could not give as asked: missing providers, layers that left the DLA."""
+    """What the build could not give as asked: missing providers, layers that left the DLA, int8
+    kernels that saturate on this CPU."""
     from edgemoe.engines.tensorrt.report import dla_summary
 
     lines = []
@@ -106,4 +107,12 @@ def stage_warnings(manifest: EngineManifest) -> list[str]:
                          "'require_providers: true' to refuse)")
         if entry.fact("dla"):  # a stage the profile sends to the DLA: where it really landed, or why not
             lines.append(f"{stage}: DLA placement: {dla_summary({'dla': entry.fact('dla')})}")
+    built = [*manifest.engines.items(), *((entry.stage, entry) for entry in manifest.fused.values())]
+    saturating = [stage for stage, entry in built if entry.fact("int8_products_saturate")]
+    if saturating:
+        lines.append(f"{len(saturating)} int8 engine(s) ({', '.join(saturating)}) run ONNX Runtime's fused integer "
+                     "kernels, whose products saturate on this CPU (AVX2 without VNNI): their answers drift "
+                     "further from fp32 than calibration measured. Build fp32 or int8-dynamic here, or set "
+                     "'onnxruntime.graph_optimization: basic' in the target to run the Q/DQ arithmetic as "
+                     "stated (docs/calibration.md)")
     return lines

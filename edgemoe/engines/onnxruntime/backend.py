@@ -12,9 +12,12 @@ import onnxruntime as ort
 from edgemoe.core.engine import Engine, TensorSpec
 from edgemoe.core.errors import BundleError
 from edgemoe.core.manifest import PRECISIONS
+from edgemoe.engines.onnxruntime.cpu import FUSING_LEVELS, cpu_flags, int8_products_saturate
 from edgemoe.engines.onnxruntime.engine import OrtEngine
 from edgemoe.engines.onnxruntime.lanes import shared_lanes
 from edgemoe.engines.target import TargetProfile
+
+CPU = "CPUExecutionProvider"
 
 
 def provider_report(requested: Sequence[str], granted: Sequence[str]) -> dict[str, Any]:
@@ -45,9 +48,13 @@ class OrtBackend:
                     outputs: tuple[TensorSpec, ...], max_dims: Mapping[str, int], target: TargetProfile,
                     out: Path) -> dict[str, Any]:
         shutil.copyfile(source, out)
-        engine = OrtEngine(stage, out, inputs, outputs, max_dims, target.onnxruntime.for_stage(stage))
+        options = target.onnxruntime.for_stage(stage)
+        engine = OrtEngine(stage, out, inputs, outputs, max_dims, options)
         engine.warmup()
-        return provider_report(target.onnxruntime.providers, engine.providers)
+        facts = provider_report(target.onnxruntime.providers, engine.providers)
+        if precision == "int8" and engine.providers[0] == CPU and options.graph_optimization in FUSING_LEVELS:
+            facts["int8_products_saturate"] = int8_products_saturate(cpu_flags())
+        return facts
 
     def load_stage(self, stage: str, path: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                    max_dims: Mapping[str, int], target: TargetProfile) -> Engine:
