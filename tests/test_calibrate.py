@@ -23,7 +23,7 @@ from edgemoe.calibrate.qdq import QDQError, validate_qdq
 from edgemoe.calibrate.precision import choose_precisions
 from edgemoe.calibrate.recipe import Budgets, CalibrationRecipe, load_recipe
 from edgemoe.calibrate.sets import CalibrationError, content_sha256, load_sets, save_sets
-from edgemoe.calibrate.variants import VariantEngines
+from edgemoe.calibrate.variants import SIMULATED, VariantEngines
 from edgemoe.cli import main
 from edgemoe.core.bundle import read_model_manifest, sha256_file
 from edgemoe.core.engine import run_engine
@@ -35,7 +35,7 @@ from edgemoe.data.dataset import load_dataset
 from edgemoe.engines.build import build_engines
 from edgemoe.engines.onnxruntime import backend as ort_backend
 from edgemoe.engines.onnxruntime.cpu import cpu_flags, int8_products_saturate
-from edgemoe.engines.target import TargetProfile, load_target
+from edgemoe.engines.target import load_target
 from edgemoe.export.bundle import write_bundle
 from edgemoe.model.registry import build_model
 from edgemoe.recipes.build import stage_warnings
@@ -403,16 +403,6 @@ def test_mask_dependent_input_sizes_keep_the_most_frequent_shape() -> None:
     assert kept["context"].shape == (4, 12, 4)
 
 
-def simulated_target(precision: str) -> TargetProfile:
-    """The CPU target at ``precision``, its graphs run as the arithmetic they state (graph
-    optimisations off), as calibration measures them and TensorRT runs them. ONNX Runtime's fused
-    integer kernels round differently per CPU (without VNNI their u8 x s8 products saturate in 16
-    bits), so an accuracy bar on them would judge the machine, not the graph."""
-    target = load_target("cpu")
-    options = target.onnxruntime.model_copy(update={"graph_optimization": "disable"})
-    return target.model_copy(update={"precision": precision, "onnxruntime": options})
-
-
 @pytest.mark.parametrize("model_update", [{"fusion": "attention"}, {"method": "confsmoe"}], ids=["fusion", "confsmoe"])
 def test_a_fusion_or_slots_model_calibrates_and_builds_in_every_precision(
         tiny_config: ModelConfig, dataset_dir: Path, recipe: CalibrationRecipe, tmp_path: Path,
@@ -436,7 +426,10 @@ def test_a_fusion_or_slots_model_calibrates_and_builds_in_every_precision(
     split = load_dataset(dataset_dir, cfg, ("test",))["test"]
     probs = {}
     for precision in ("fp32", "int8", "fp16"):
-        build_engines(tmp_path / "bundle", simulated_target(precision), tmp_path / precision)
+        # calibration's own target: the graphs run as the arithmetic they state (optimisations off),
+        # as TensorRT runs them. ONNX Runtime's fused integer kernels round differently per CPU
+        # (without VNNI their u8 x s8 products saturate), so a bar on them would judge the machine.
+        build_engines(tmp_path / "bundle", SIMULATED.model_copy(update={"precision": precision}), tmp_path / precision)
         runtime = Runtime.load(tmp_path / precision)
         probs[precision] = {mask: runtime.infer_batch({n: split.frames[n] for i, n in enumerate(cfg.sensor_names)
                                                        if mask >> i & 1}, mask) for mask in (0b1111, 0b0110)}
